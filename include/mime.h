@@ -1,0 +1,18 @@
+/*
+ * Content type detection with libmagic for the hasher's worker threads.
+ * A magic_t is not safe to share between threads, and loading the compiled
+ * database costs milliseconds, so each threadpool thread gets its own handle,
+ * created on first use and closed when the thread exits.
+ */
+#ifndef MAM_MIME_H
+#define MAM_MIME_H
+
+#include <stddef.h>
+
+/* MIME type of buf (the first bytes of a file) into out, e.g. "video/mp4".
+ * Falls back on "application/octet-stream" when libmagic cannot tell or
+ * cannot be loaded; returns 0, or -errno when libmagic failed (out is still
+ * filled with the fallback). Safe to call from any thread. */
+int mime_detect_buffer(const void *buf, size_t len, char *out, size_t outsz);
+
+#endif
