@@ -30,6 +30,9 @@ bool cfgval_conninfo_ok(const char *conninfo, char *why, size_t whysz);
 bool cfgval_listen_ok(const char *listen);
 bool cfgval_template_ok(const char *tmpl, char *why, size_t whysz);
 bool cfgval_tenant_code_ok(const char *code);
+struct config;
+/* Fill node_name, worker concurrency, inherited folder values, quarantine_to. */
+int cfgval_finish(struct config *cfg) __attribute__((warn_unused_result));
 /* The value node of map[key], NULL when absent or map is not a mapping. */
 const struct ynode *cfgval_get(const struct ynode *map, const char *key);
 

@@ -18,19 +18,19 @@ enum ynode_type { YNODE_SCALAR, YNODE_SEQ, YNODE_MAP };
 struct ynode;
 
 struct ypair {
-	struct ynode *key;   /* always a scalar */
+	struct ynode *key; /* always a scalar */
 	struct ynode *value;
 };
 
 struct ynode {
 	enum ynode_type type;
-	int line, col;        /* 1-based start of the node */
-	char *scalar;         /* YNODE_SCALAR: the text, NUL-terminated */
-	size_t len;           /* YNODE_SCALAR: its length (may contain NUL bytes) */
-	bool plain;           /* YNODE_SCALAR: unquoted, so "null"/"~"/"" mean null */
+	int line, col;	      /* 1-based start of the node */
+	char *scalar;	      /* YNODE_SCALAR: the text, NUL-terminated */
+	size_t len;	      /* YNODE_SCALAR: its length (may contain NUL bytes) */
+	bool plain;	      /* YNODE_SCALAR: unquoted, so "null"/"~"/"" mean null */
 	struct ynode **items; /* YNODE_SEQ */
 	struct ypair *pairs;  /* YNODE_MAP, in file order; duplicates are kept */
-	size_t n;             /* number of items or pairs */
+	size_t n;	      /* number of items or pairs */
 };
 
 /*

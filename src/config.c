@@ -10,27 +10,34 @@
  * move_to) run after the walk, with the positions the walk recorded.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <libpq-fe.h>
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "config_value.h"
 #include "yamltree.h"
 
-#define CONFIG_MAX_SIZE (16 * 1024 * 1024)
 #define KEY_MAX 160
 
 enum ktype {
-	T_INT, T_INT64, T_DOUBLE, T_BOOL, T_TRIBOOL, T_STR, T_PATH, T_ENUM, T_STRENUM,
-	T_JOBS, T_GLOBS, T_SECTION, T_TENANTS, T_FOLDERS,
+	T_INT,
+	T_INT64,
+	T_DOUBLE,
+	T_BOOL,
+	T_TRIBOOL,
+	T_STR,
+	T_PATH,
+	T_ENUM,
+	T_STRENUM,
+	T_JOBS,
+	T_GLOBS,
+	T_SECTION,
+	T_TENANTS,
+	T_FOLDERS,
 };
 
 #define KF_REQUIRED 0x1u /* must be present (and not null) */
@@ -39,19 +46,19 @@ enum ktype {
 struct keydef {
 	const char *name;
 	enum ktype type;
-	size_t off;                /* offset of the field in the table's struct */
-	size_t off_n;              /* T_GLOBS: offset of the count field */
-	double min, max;           /* numeric bounds; strings: max length in characters */
-	double def;                /* numeric, boolean and enum default */
-	const char *sdef;          /* string default (NULL = none) */
+	size_t off;		   /* offset of the field in the table's struct */
+	size_t off_n;		   /* T_GLOBS: offset of the count field */
+	double min, max;	   /* numeric bounds; strings: max length in characters */
+	double def;		   /* numeric, boolean and enum default */
+	const char *sdef;	   /* string default (NULL = none) */
 	const char *const *values; /* T_ENUM, T_STRENUM, T_JOBS: allowed names */
 	unsigned flags;
-	const struct keydef *sub;  /* T_SECTION: its keys, same struct */
+	const struct keydef *sub; /* T_SECTION: its keys, same struct */
 };
 
-#define CF(f) offsetof(struct config, f)
-#define TF(f) offsetof(struct tenant_cfg, f)
-#define FF(f) offsetof(struct folder_cfg, f)
+#define CF(f)  offsetof(struct config, f)
+#define TF(f)  offsetof(struct tenant_cfg, f)
+#define FF(f)  offsetof(struct folder_cfg, f)
 #define DAY_MS 86400000.0
 
 static const char *const after_names[] = {"leave", "move", "delete", NULL};
@@ -60,6 +67,8 @@ static const char *const dup_names[] = {"ingest", "skip", "quarantine", NULL};
 static const char *const job_names[] = {"metadata", "thumbnail", "proxy", NULL};
 static const char *const logfmt_names[] = {"text", "json", NULL};
 
+/* One key per line reads best as a table. */
+/* clang-format off */
 static const struct keydef database_keys[] = {
 	{"conninfo", T_STR, CF(conninfo), 0, 0, 65536, 0, "", NULL, 0, NULL},
 	{NULL},
@@ -68,8 +77,8 @@ static const struct keydef database_keys[] = {
 static const struct keydef ingest_keys[] = {
 	{"settle_ms", T_INT, CF(settle_ms), 0, 0, DAY_MS, 2000, NULL, NULL, 0, NULL},
 	{"poll_interval_ms", T_INT, CF(poll_interval_ms), 0, 10, DAY_MS, 10000, NULL, NULL, 0, NULL},
-	{"reconcile_interval_s", T_INT, CF(reconcile_interval_s), 0, 0, 30 * 86400, 3600, NULL, NULL,
-	 0, NULL},
+	{"reconcile_interval_s", T_INT, CF(reconcile_interval_s), 0, 0, 30 * 86400, 3600, NULL, NULL, 0,
+	 NULL},
 	{"batch_max_files", T_INT, CF(batch_max_files), 0, 1, 100000, 500, NULL, NULL, 0, NULL},
 	{"batch_max_ms", T_INT, CF(batch_max_ms), 0, 0, 60000, 20, NULL, NULL, 0, NULL},
 	{"hash_read_size", T_INT, CF(hash_read_size), 0, 4096, 64 << 20, 1 << 20, NULL, NULL, 0, NULL},
@@ -82,8 +91,7 @@ static const struct keydef worker_keys[] = {
 	{"concurrency", T_INT, CF(worker_concurrency), 0, 1, 1024, -1, NULL, NULL, 0, NULL},
 	{"derivatives_root", T_PATH, CF(derivatives_root), 0, 0, 0, 0,
 	 "/var/lib/mam-ingest/derivatives", NULL, 0, NULL},
-	{"thumbnail_offset_s", T_DOUBLE, CF(thumbnail_offset_s), 0, 0, 86400, 1.0, NULL, NULL, 0,
-	 NULL},
+	{"thumbnail_offset_s", T_DOUBLE, CF(thumbnail_offset_s), 0, 0, 86400, 1.0, NULL, NULL, 0, NULL},
 	{"proxy_height", T_INT, CF(proxy_height), 0, 16, 4320, 540, NULL, NULL, 0, NULL},
 	{"job_timeout_s", T_INT, CF(job_timeout_s), 0, 1, 7 * 86400, 3600, NULL, NULL, 0, NULL},
 	{"poll_ms", T_INT, CF(worker_poll_ms), 0, 10, 3600000, 5000, NULL, NULL, 0, NULL},
@@ -142,6 +150,7 @@ static const struct keydef folder_keys[] = {
 	{"storage_tier", T_STR, FF(storage_tier), 0, 0, 50, 0, "hot", NULL, KF_NONEMPTY, NULL},
 	{NULL},
 };
+/* clang-format on */
 
 #define MAX_TABLE_KEYS 24
 
@@ -159,17 +168,19 @@ struct ctx {
 	struct config_errors *errs;
 	size_t nerr;
 	bool oom;
+	size_t base; /* errs->n before this load: our messages follow */
+	long *pos;   /* line * 1e6 + col of each of our messages, for sorting */
 	struct pathref *paths;
 	size_t n_paths, cap_paths;
 };
 
-static void err_at(struct ctx *c, int line, int col, const char *key, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static void err_at(struct ctx *c, int line, int col, const char *key, const char *fmt, ...)
+/* Record one error; line 0 means "no position" (the file as a whole). */
+__attribute__((format(printf, 5, 6))) static void err_at(struct ctx *c, int line, int col,
+							 const char *key, const char *fmt, ...)
 {
 	char reason[1024], *msg = NULL, **msgs;
 	va_list ap;
+	long *pos;
 	int rc;
 
 	c->nerr++;
@@ -192,8 +203,38 @@ static void err_at(struct ctx *c, int line, int col, const char *key, const char
 		c->oom = true;
 		return;
 	}
-	msgs[c->errs->n++] = msg;
 	c->errs->msgs = msgs;
+	pos = realloc(c->pos, (c->errs->n + 1 - c->base) * sizeof(*pos));
+	if (!pos) {
+		free(msg);
+		c->oom = true;
+		return;
+	}
+	c->pos = pos;
+	pos[c->errs->n - c->base] = (long)line * 1000000L + col;
+	msgs[c->errs->n++] = msg;
+}
+
+/* Report errors in file order, whichever check found them (stable insertion sort). */
+static void sort_errors(struct ctx *c)
+{
+	size_t n = c->errs->n - c->base, i, j;
+	char **m;
+
+	if (n < 2)
+		return;
+	m = c->errs->msgs + c->base;
+	for (i = 1; i < n; i++) {
+		long p = c->pos[i];
+		char *msg = m[i];
+
+		for (j = i; j > 0 && c->pos[j - 1] > p; j--) {
+			c->pos[j] = c->pos[j - 1];
+			m[j] = m[j - 1];
+		}
+		c->pos[j] = p;
+		m[j] = msg;
+	}
 }
 
 #define ERR(c, node, key, ...) err_at(c, (node)->line, (node)->col, key, __VA_ARGS__)
@@ -292,8 +333,9 @@ static void set_value(struct ctx *c, const struct keydef *k, char *base, const c
 				globs[i] = xstrdup(c, items[i]->scalar);
 			} else if ((rc = cfgval_enum_index(k->values, items[i]->scalar)) < 0) {
 				cfgval_join_names(k->values, names, sizeof names);
-				ERR(c, items[i], ikey, "invalid job type \"%s\": expected one of %s",
-				    items[i]->scalar, names);
+				ERR(c, items[i], ikey,
+				    "invalid job type \"%s\": expected one of %s", items[i]->scalar,
+				    names);
 			} else {
 				jobs |= 1u << rc;
 			}
@@ -432,7 +474,8 @@ static void walk_map(struct ctx *c, const struct keydef *table, char *base, cons
 	}
 	for (j = 0; table[j].name; j++) {
 		if ((table[j].flags & KF_REQUIRED) && !found[j]) {
-			snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", table[j].name);
+			snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "",
+				 table[j].name);
 			ERR(c, map, key, "missing required key");
 		}
 		if (seen)
@@ -459,7 +502,8 @@ static void walk_tenants(struct ctx *c, struct config *cfg, const struct ynode *
 
 		snprintf(prefix, sizeof prefix, "tenants[%zu]", i);
 		if (item->type != YNODE_MAP) {
-			ERR(c, item, prefix, "expected a mapping (a tenant), got %s", describe(item));
+			ERR(c, item, prefix, "expected a mapping (a tenant), got %s",
+			    describe(item));
 			continue;
 		}
 		cfg->n_tenants++;
@@ -472,11 +516,13 @@ static void walk_tenants(struct ctx *c, struct config *cfg, const struct ynode *
 		if (!cfgval_tenant_code_ok(t->code))
 			ERR(c, seen[0], prefix,
 			    "\"%s\" must start with a letter or digit and contain only letters, "
-			    "digits, '.', '_' and '-' (it is used in file paths)", t->code);
+			    "digits, '.', '_' and '-' (it is used in file paths)",
+			    t->code);
 		for (j = 0; j + 1 < cfg->n_tenants; j++)
 			if (codes[j] && strcmp(cfg->tenants[j].code, t->code) == 0) {
 				ERR(c, seen[0], prefix,
-				    "duplicate tenant code \"%s\" (first used at line %d, column %d)",
+				    "duplicate tenant code \"%s\" (first used at line %d, column "
+				    "%d)",
 				    t->code, codes[j]->line, codes[j]->col);
 				break;
 			}
@@ -539,9 +585,11 @@ static void walk_folders(struct ctx *c, struct tenant_cfg *t, const char *tkey,
 		/* seen[] follows folder_keys: 0 path, 2 after_ingest, 3 move_to, 4 move_template */
 		if (f->after == AFTER_MOVE && !f->move_to) {
 			snprintf(key, sizeof key, "%s.move_to", prefix);
-			ERR(c, seen[2], key, "after_ingest: move needs move_to (the library folder)");
+			ERR(c, seen[2], key,
+			    "after_ingest: move needs move_to (the library folder)");
 		}
-		if (seen[4] && f->move_template && !cfgval_template_ok(f->move_template, why, sizeof why)) {
+		if (seen[4] && f->move_template &&
+		    !cfgval_template_ok(f->move_template, why, sizeof why)) {
 			snprintf(key, sizeof key, "%s.move_template", prefix);
 			ERR(c, seen[4], key, "%s", why);
 		}
@@ -576,51 +624,13 @@ static void check_folders(struct ctx *c)
 			if (cfgval_path_within(a->f->move_to, c->paths[j].f->path))
 				ERR(c, a->move_to, a->move_key,
 				    "\"%s\" is inside drop folder \"%s\": moved files would be "
-				    "ingested again", a->f->move_to, c->paths[j].f->path);
-	}
-}
-
-/* Defaults that depend on other values or on the machine. */
-static void finish(struct ctx *c, struct config *cfg)
-{
-	size_t i, j;
-	long ncpu;
-
-	if (!cfg->node_name) {
-		char host[256] = "localhost";
-
-		if (gethostname(host, sizeof host - 1) < 0)
-			strcpy(host, "localhost");
-		host[sizeof host - 1] = '\0';
-		cfg->node_name = xstrdup(c, host);
-	}
-	if (cfg->worker_concurrency < 1) {
-		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		cfg->worker_concurrency = ncpu > 0 ? (int)(ncpu < 1024 ? ncpu : 1024) : 1;
-	}
-	for (i = 0; i < cfg->n_tenants; i++) {
-		struct tenant_cfg *t = &cfg->tenants[i];
-
-		for (j = 0; j < t->n_folders; j++) {
-			struct folder_cfg *f = &t->folders[j];
-
-			f->tenant = t;
-			if (f->settle_ms < 0)
-				f->settle_ms = cfg->settle_ms;
-			if (f->poll_interval_ms < 0)
-				f->poll_interval_ms = cfg->poll_interval_ms;
-			if (!f->quarantine_to && f->path &&
-			    asprintf(&f->quarantine_to, "%s%s.quarantine", f->path,
-				     strcmp(f->path, "/") ? "/" : "") < 0) {
-				f->quarantine_to = NULL;
-				c->oom = true;
-			}
-		}
+				    "ingested again",
+				    a->f->move_to, c->paths[j].f->path);
 	}
 }
 
 /* Checks of single values that need more than the key table says. */
-static void check_values(struct ctx *c, const struct config *cfg, const struct ynode *root)
+static void check_values(struct ctx *c, struct config *cfg, const struct ynode *root)
 {
 	const struct ynode *n;
 	char why[512];
@@ -628,9 +638,14 @@ static void check_values(struct ctx *c, const struct config *cfg, const struct y
 	n = cfgval_get(cfgval_get(root, "database"), "conninfo");
 	if (n && !cfgval_conninfo_ok(cfg->conninfo, why, sizeof why))
 		ERR(c, n, "database.conninfo", "%s", why);
+	if (cfg->metrics_listen && !cfg->metrics_listen[0]) { /* "" = off, like absent */
+		free(cfg->metrics_listen);
+		cfg->metrics_listen = NULL;
+	}
 	n = cfgval_get(cfgval_get(root, "metrics"), "listen");
 	if (n && cfg->metrics_listen && !cfgval_listen_ok(cfg->metrics_listen))
-		ERR(c, n, "metrics.listen", "expected HOST:PORT such as \"127.0.0.1:9187\", got \"%s\"",
+		ERR(c, n, "metrics.listen",
+		    "expected HOST:PORT such as \"127.0.0.1:9187\", got \"%s\"",
 		    cfg->metrics_listen);
 	n = cfgval_get(cfgval_get(root, "worker"), "proxy_height");
 	if (n && cfg->proxy_height % 2)
@@ -648,6 +663,7 @@ int config_load_buffer(const char *name, const char *buf, size_t len, struct con
 	int rc, line = 0, col = 0;
 
 	*out = NULL;
+	c.base = c.errs->n;
 	rc = ytree_parse(buf, len, &root, &line, &col, why, sizeof why);
 	if (rc == -EINVAL) {
 		err_at(&c, line, col, NULL, "%s", why);
@@ -668,81 +684,18 @@ int config_load_buffer(const char *name, const char *buf, size_t len, struct con
 		walk_map(&c, top_keys, (char *)cfg, "", root, NULL);
 	check_folders(&c);
 	check_values(&c, cfg, root);
-	finish(&c, cfg);
+	if (cfgval_finish(cfg) < 0)
+		c.oom = true;
 	rc = c.oom ? -ENOMEM : c.nerr ? -EINVAL : 0;
 done:
+	sort_errors(&c);
 	ytree_free(root);
 	free(c.paths);
+	free(c.pos);
 	config_errors_free(&local);
 	if (rc == 0)
 		*out = cfg;
 	else
 		config_free(cfg);
-	return rc;
-}
-
-/*
- * Read the file and refuse it when other users may write it: whoever can
- * edit the configuration chooses which folders are read and where files are
- * moved, so a group- or world-writable file is as good as an open door.
- */
-int config_load(const char *path, struct config **out, struct config_errors *errs)
-{
-	struct config_errors local = {0};
-	struct ctx c = {.file = path, .errs = errs ? errs : &local};
-	struct stat st;
-	char *buf = NULL;
-	size_t len = 0;
-	ssize_t r;
-	int fd, rc = 0;
-
-	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		err_at(&c, 0, 0, NULL, "could not open configuration file: %s", strerror(-rc));
-		goto out;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		err_at(&c, 0, 0, NULL, "could not stat configuration file: %s", strerror(-rc));
-		goto out_fd;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		rc = -EPERM;
-		err_at(&c, 0, 0, NULL,
-		       "refusing a configuration file that is group- or world-writable (mode %04o); "
-		       "run: chmod go-w %s", (unsigned)(st.st_mode & 07777), path);
-		goto out_fd;
-	}
-	if (st.st_size > CONFIG_MAX_SIZE) {
-		rc = -EFBIG;
-		err_at(&c, 0, 0, NULL, "configuration file larger than %d bytes", CONFIG_MAX_SIZE);
-		goto out_fd;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto out_fd;
-	}
-	/* Read to EOF rather than trusting st_size: the file may change under us. */
-	while ((r = read(fd, buf + len, (size_t)st.st_size + 1 - len)) != 0) {
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 || len + (size_t)r > (size_t)st.st_size) {
-			rc = r < 0 ? -errno : -EAGAIN;
-			err_at(&c, 0, 0, NULL, "could not read configuration file: %s",
-			       r < 0 ? strerror(-rc) : "it changed while being read");
-			goto out_buf;
-		}
-		len += (size_t)r;
-	}
-	rc = config_load_buffer(path, buf, len, out, c.errs);
-out_buf:
-	free(buf);
-out_fd:
-	close(fd);
-out:
-	config_errors_free(&local);
 	return rc;
 }

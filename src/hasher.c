@@ -46,14 +46,14 @@
 /* libmagic wants the first 64 KiB in one buffer, and smaller reads cost. */
 #define MIN_READ_SIZE (64 * 1024)
 #define MAX_READ_SIZE (64 * 1024 * 1024)
-#define MAGIC_BYTES (64 * 1024)
+#define MAGIC_BYTES   (64 * 1024)
 
 #define READ_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
 /* For the second look at the path: a trailing symlink yields the link itself. */
 #define PATH_FLAGS (O_PATH | O_NOFOLLOW | O_CLOEXEC)
 
 struct hash_job {
-	uv_work_t req;         /* req.data unused: container_of */
+	uv_work_t req;	       /* req.data unused: container_of */
 	struct hash_job *next; /* FIFO link while queued */
 	struct hasher *h;
 	const char *root;    /* drop folder (stored after the struct) */
@@ -135,7 +135,8 @@ static int open_walk(int rootfd, const char *relpath, int flags)
 
 				ret = -errno;
 				/* A symlinked directory fails as ENOTDIR: say what it is. */
-				if (ret == -ENOTDIR && fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+				if (ret == -ENOTDIR &&
+				    fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 				    S_ISLNK(st.st_mode))
 					ret = -ELOOP;
 				close(dfd);
@@ -299,11 +300,11 @@ static void hash_file(struct hash_job *j, int rootfd, const char *shown)
 		goto out;
 	}
 	file_id_from_stat(&r->id, &st);
-	if (!file_id_equal(&before, &r->id) || r->bytes != (uint64_t)st.st_size) {
-		job_fail(j, -ESTALE, "file \"%s\" changed while it was hashed", shown);
-		goto out;
-	}
-	/* The open file is unchanged; is it still the one at this path? */
+	/*
+	 * Is the path still this file? Asked before comparing identities because
+	 * unlinking a file changes its ctime: a file deleted while it was hashed
+	 * must read as vanished (-ENOENT), one renamed over as replaced (-ESTALE).
+	 */
 	pfd = open_beneath(rootfd, j->relpath, PATH_FLAGS, j->use_openat2);
 	if (pfd < 0) {
 		if (pfd == -ENOENT)
@@ -321,8 +322,11 @@ static void hash_file(struct hash_job *j, int rootfd, const char *shown)
 		job_fail(j, -ESTALE, "file \"%s\" was replaced while it was hashed", shown);
 		goto out;
 	}
-	snprintf(r->asset_type, sizeof(r->asset_type), "%s",
-		 asset_type_guess(r->mime, j->relpath));
+	if (!file_id_equal(&before, &r->id) || r->bytes != (uint64_t)r->id.size) {
+		job_fail(j, -ESTALE, "file \"%s\" changed while it was hashed", shown);
+		goto out;
+	}
+	snprintf(r->asset_type, sizeof(r->asset_type), "%s", asset_type_guess(r->mime, j->relpath));
 out:
 	free(buf);
 	close(fd);
@@ -380,7 +384,8 @@ static void hasher_pump(struct hasher *h)
 		h->inflight++;
 		rc = uv_queue_work(h->loop, &j->req, hash_work, hash_after);
 		if (rc != 0) {
-			/* Not reachable with valid callbacks; report it rather than lose the job. */
+			/* Not reachable with valid callbacks; report it rather than lose the job.
+			 */
 			job_fail(j, rc, "could not queue hash work: %s", uv_strerror(rc));
 			hash_after(&j->req, 0);
 		}

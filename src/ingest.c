@@ -83,7 +83,7 @@ struct ingest {
 	bool scan_done;        /* oneshot: the watcher finished its pass */
 	bool stopping;
 	int exit_code;
-	uint64_t n_ingested, n_already, n_failed;
+	uint64_t n_ingested, n_already, n_failed, n_hashed;
 };
 
 #define MAX_CATALOG_ATTEMPTS 3
@@ -382,6 +382,7 @@ static void hash_cb(const struct hash_result *res, void *arg)
 		quarantine(f, reason);
 		return;
 	}
+	ing->n_hashed++;
 	memcpy(f->sha256, res->sha256, sizeof f->sha256);
 	snprintf(f->mime, sizeof f->mime, "%s", res->mime);
 	snprintf(f->asset_type, sizeof f->asset_type, "%s", res->asset_type);
@@ -814,6 +815,10 @@ int ingest_main(const struct config *cfg, const struct ingest_opts *opts)
 	if (uv_loop_close(&ing->loop) != 0)
 		log_warnx("ingest", "event loop closed with handles still open");
 	rc = ing->exit_code;
+	if (!opts->no_db && !opts->dry_run)
+		log_info("ingest", "summary: hashed=%llu catalogued=%llu known=%llu failed=%llu",
+			 (unsigned long long)ing->n_hashed, (unsigned long long)ing->n_ingested,
+			 (unsigned long long)ing->n_already, (unsigned long long)ing->n_failed);
 	while (ing->files)
 		infile_free(ing->files);
 	free(ing);

@@ -71,13 +71,13 @@ int mime_detect_buffer(const void *buf, size_t len, char *out, size_t outsz)
 	return ret;
 }
 
-static const char *const video_ext[] = { "mov", "mp4", "mxf", "mkv",  "avi",  "m4v", "mts", "m2ts",
-					 "ts",  "webm", "mpg", "mpeg", "r3d", "braw", "dv",  NULL };
-static const char *const audio_ext[] = { "wav", "aif", "aiff", "mp3",  "aac", "m4a",
-					 "flac", "ogg", "opus", "bwf", NULL };
-static const char *const image_ext[] = { "jpg",  "jpeg", "png", "tif", "tiff", "dpx",
-					 "exr",  "gif",  "bmp", "webp", "heic", "cr2",
-					 "nef",  "arw",  "dng", "psd", NULL };
+static const char *const video_ext[] = {"mov", "mp4",  "mxf", "mkv",  "avi", "m4v",  "mts", "m2ts",
+					"ts",  "webm", "mpg", "mpeg", "r3d", "braw", "dv",  NULL};
+static const char *const audio_ext[] = {"wav",	"aif", "aiff", "mp3", "aac", "m4a",
+					"flac", "ogg", "opus", "bwf", NULL};
+static const char *const image_ext[] = {"jpg", "jpeg", "png", "tif",  "tiff", "dpx",
+					"exr", "gif",  "bmp", "webp", "heic", "cr2",
+					"nef", "arw",  "dng", "psd",  NULL};
 
 static int ext_in(const char *ext, const char *const *list)
 {

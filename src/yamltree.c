@@ -115,8 +115,8 @@ nomem:
 
 /* Turn a libyaml error into a message and a position. Reader errors (bad
  * encoding) carry only a byte offset, so the position is counted from buf. */
-static void parser_error(const yaml_parser_t *p, const char *buf, size_t len, int *line,
-			 int *col, char *err, size_t errsz)
+static void parser_error(const yaml_parser_t *p, const char *buf, size_t len, int *line, int *col,
+			 char *err, size_t errsz)
 {
 	const char *problem = p->problem ? p->problem : "invalid YAML";
 
@@ -156,8 +156,7 @@ static int handle_event(struct builder *b, const yaml_event_t *ev, int *line, in
 	*line = (int)ev->start_mark.line + 1;
 	*col = (int)ev->start_mark.column + 1;
 	switch (ev->type) {
-	case YAML_STREAM_END_EVENT:
-		return 1;
+	case YAML_STREAM_END_EVENT: return 1;
 	case YAML_DOCUMENT_START_EVENT:
 		if (b->have_doc) {
 			snprintf(err, errsz, "only one YAML document is allowed in the file");
@@ -205,8 +204,7 @@ static int handle_event(struct builder *b, const yaml_event_t *ev, int *line, in
 		if (b->depth > 0)
 			b->depth--;
 		return 0;
-	default:
-		return 0;
+	default: return 0;
 	}
 }
 

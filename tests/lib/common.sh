@@ -6,6 +6,7 @@
 # stops PostgreSQL and any daemon the test started, and removes the temp dir
 # unless MAM_KEEP_TMP=1.
 set -euo pipefail
+umask 022
 
 : "${MAM_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${MAM_BIN:=$MAM_SRC/build/mam-ingest}"

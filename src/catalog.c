@@ -1,0 +1,721 @@
+/*
+ * catalog: hashed files become catalogue rows, exactly once, in batches.
+ *
+ * Requests (record a file, look one up, confirm a move) wait in one open
+ * queue per kind until it holds batch_max_files or the oldest has waited
+ * batch_max_ms; the queue then becomes a batch: one statement, one jsonb
+ * parameter, one implicit transaction (sql/002_ingest.sql does the work).
+ * Batches wait on one list in submission order and are pipelined on the
+ * connection a few at a time. A batch keeps its requests until its result
+ * arrives: when the connection is lost (result NULL: committed or not, nobody
+ * knows) the batch simply stays on the list and is sent again after the next
+ * catalog_db_ready(); the ledger makes that resend idempotent (what committed
+ * comes back as "already" with the asset id recorded the first time). So a
+ * file is held, never dropped, while the database is away, up to
+ * max_held_files, past which catalog_record() says -EAGAIN.
+ *
+ * The start-up statements (tenants, partitions, the pending-move listing) are
+ * batches of their own put at the front of the list on every READY, so they
+ * run before any held file; they are dropped, not resent, when their
+ * connection is lost, since the next READY issues them again.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "catalog_json.h"
+#include "log.h"
+
+/* Batches on the wire at once: enough to overlap round trips with work. */
+#define MAX_INFLIGHT 4
+/* Wait before resending a batch that hit a transient error (deadlock, read-only...). */
+#define RETRY_MS 1000
+
+enum kind { K_RECORD, K_LOOKUP, K_CONFIRM, K_NQUEUES, K_TENANTS = K_NQUEUES, K_PARTITIONS, K_MOVES };
+
+struct item {
+	struct item *next;
+	catalog_cb cb;
+	catalog_lookup_cb lookup_cb;
+	void *arg;
+	char *json;             /* array element (record, lookup) or asset id (confirm) */
+};
+
+struct batch {
+	struct batch *next;
+	struct catalog *cat;    /* NULL once the catalogue closed: freed when the db answers */
+	enum kind kind;
+	bool inflight;
+	unsigned n;
+	struct item **items;
+	char *param;            /* for the start-up kinds */
+};
+
+struct queue {
+	struct item *head, *tail;
+	unsigned n;
+};
+
+struct catalog {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	struct db *db;
+	uv_timer_t timer;       /* closes open queues after batch_max_ms */
+	uv_timer_t retry;       /* resends after a transient statement error */
+	int open_handles;
+	struct queue q[K_NQUEUES];
+	struct batch *bhead, *btail;
+	unsigned inflight;      /* batches on the wire */
+	unsigned held;          /* record requests not answered yet */
+	catalog_tenant_cb tenant_cb;
+	catalog_pending_move_cb pending_move_cb;
+	void *startup_arg;
+	bool moves_reported;    /* the pending-move listing ran once: ingest owns them now */
+	char node[256];
+};
+
+static const char *const kind_sql[] = {
+	[K_RECORD] = "SELECT idx, outcome, asset_id, final_path, move_pending, duplicate_of, "
+		     "error, final_path_hex FROM mam_ingest_batch($1::jsonb)",
+	[K_LOOKUP] = "SELECT idx, asset_id, final_path, move_pending, outcome, duplicate_of, "
+		     "final_path_hex FROM mam_ingest_lookup($1::jsonb)",
+	[K_CONFIRM] = "SELECT (x.o - 1)::int, mam_confirm_move(x.a) "
+		      "FROM unnest($1::uuid[]) WITH ORDINALITY AS x(a, o)",
+	[K_TENANTS] = "SELECT code, is_active FROM mam_upsert_tenants($1::jsonb)",
+	/* Whatever the function's end-date convention, this range covers both months. */
+	[K_PARTITIONS] = "SELECT mam_create_assets_partitions("
+			 "date_trunc('month', current_date)::date, "
+			 "(date_trunc('month', current_date) + interval '2 month' "
+			 "- interval '1 day')::date)",
+	[K_MOVES] = "SELECT tenant, folder, asset_id, source_path, source_path_hex, final_path, "
+		    "final_path_hex, sha256 FROM mam_pending_moves($1::jsonb)",
+};
+
+static void pump(struct catalog *c);
+
+static void item_free(struct item *it)
+{
+	free(it->json);
+	free(it);
+}
+
+static void batch_free(struct batch *b)
+{
+	unsigned i;
+
+	for (i = 0; i < b->n; i++)
+		item_free(b->items[i]);
+	free(b->items);
+	free(b->param);
+	free(b);
+}
+
+static void batch_unlink(struct catalog *c, struct batch *b)
+{
+	struct batch **pp = &c->bhead, *prev = NULL;
+
+	while (*pp && *pp != b) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (!*pp)
+		return;
+	*pp = b->next;
+	if (c->btail == b)
+		c->btail = prev;
+	b->next = NULL;
+}
+
+static void batch_append(struct catalog *c, struct batch *b)
+{
+	if (c->btail)
+		c->btail->next = b;
+	else
+		c->bhead = b;
+	c->btail = b;
+}
+
+static void batch_prepend(struct catalog *c, struct batch *b)
+{
+	b->next = c->bhead;
+	c->bhead = b;
+	if (!c->btail)
+		c->btail = b;
+}
+
+/* Turn an open queue into a batch at the end of the list. */
+static void queue_close(struct catalog *c, enum kind k)
+{
+	struct queue *q = &c->q[k];
+	struct batch *b;
+	struct item *it;
+	unsigned i = 0;
+
+	if (q->n == 0)
+		return;
+	b = calloc(1, sizeof *b);
+	if (b)
+		b->items = calloc(q->n, sizeof *b->items);
+	if (!b || !b->items) {
+		/* Leave the queue as it is: the next request or timer tries again. */
+		free(b);
+		log_error("catalog", "out of memory closing a batch of %u", q->n);
+		return;
+	}
+	b->cat = c;
+	b->kind = k;
+	for (it = q->head; it; it = it->next)
+		b->items[i++] = it;
+	for (i = 0; i < q->n; i++)
+		b->items[i]->next = NULL;
+	b->n = q->n;
+	q->head = q->tail = NULL;
+	q->n = 0;
+	batch_append(c, b);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct catalog *c = t->data;
+	int k;
+
+	for (k = 0; k < K_NQUEUES; k++)
+		queue_close(c, (enum kind)k);
+	pump(c);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+	pump(t->data);
+}
+
+static void enqueue(struct catalog *c, enum kind k, struct item *it)
+{
+	struct queue *q = &c->q[k];
+
+	if (q->tail)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	q->n++;
+	if (q->n >= (unsigned)(c->cfg->batch_max_files > 0 ? c->cfg->batch_max_files : 1)) {
+		queue_close(c, k);
+		pump(c);
+	} else if (!uv_is_active((uv_handle_t *)&c->timer)) {
+		uv_timer_start(&c->timer, on_timer, (uint64_t)(c->cfg->batch_max_ms > 0 ?
+							       c->cfg->batch_max_ms : 0), 0);
+	}
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static void copy_path(char *out, size_t outsz, const char *text, const char *hex)
+{
+	if (hex && *hex && hex_decode(hex, out, outsz) == 0)
+		return;
+	snprintf(out, outsz, "%s", text ? text : "");
+}
+
+static enum catalog_outcome outcome_of(const char *s)
+{
+	static const struct {
+		const char *name;
+		enum catalog_outcome o;
+	} map[] = {
+		{"ingested", CAT_INGESTED},          {"already", CAT_ALREADY},
+		{"dup_skipped", CAT_DUP_SKIPPED},    {"dup_quarantine", CAT_DUP_QUARANTINE},
+		{"over_quota", CAT_OVER_QUOTA},      {"tenant_inactive", CAT_TENANT_INACTIVE},
+		{"duplicate_skipped", CAT_DUP_SKIPPED},
+		{"duplicate_quarantined", CAT_DUP_QUARANTINE},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (strcmp(s, map[i].name) == 0)
+			return map[i].o;
+	return CAT_FAILED;
+}
+
+/* Row index -> position in the result (rows carry idx as column 0). */
+static int *index_rows(PGresult *res, unsigned n)
+{
+	int *pos = malloc((n ? n : 1) * sizeof *pos);
+	int row, rows = PQntuples(res);
+	unsigned i;
+
+	if (!pos)
+		return NULL;
+	for (i = 0; i < n; i++)
+		pos[i] = -1;
+	for (row = 0; row < rows; row++) {
+		long idx = strtol(PQgetvalue(res, row, 0), NULL, 10);
+
+		if (idx >= 0 && (unsigned long)idx < n)
+			pos[idx] = row;
+	}
+	return pos;
+}
+
+static void deliver(struct catalog *c, struct batch *b, unsigned i, bool known,
+		    const struct catalog_result *r)
+{
+	struct item *it = b->items[i];
+
+	if (b->kind == K_RECORD && c)
+		c->held--;
+	if (!c)
+		return; /* closed: the owner is gone */
+	if (b->kind == K_LOOKUP) {
+		if (it->lookup_cb)
+			it->lookup_cb(known, r, it->arg);
+	} else if (it->cb) {
+		it->cb(r, it->arg);
+	}
+}
+
+static void fail_batch(struct catalog *c, struct batch *b, const char *error)
+{
+	struct catalog_result r;
+	unsigned i;
+
+	for (i = 0; i < b->n; i++) {
+		memset(&r, 0, sizeof r);
+		r.outcome = CAT_FAILED;
+		snprintf(r.error, sizeof r.error, "%s", error);
+		if (b->kind == K_CONFIRM)
+			snprintf(r.asset_id, sizeof r.asset_id, "%s", b->items[i]->json);
+		deliver(c, b, i, false, &r);
+	}
+}
+
+static void fill_result(struct batch *b, PGresult *res, int row, struct catalog_result *r)
+{
+	memset(r, 0, sizeof *r);
+	if (b->kind == K_RECORD) {
+		r->outcome = outcome_of(PQgetvalue(res, row, 1));
+		snprintf(r->asset_id, sizeof r->asset_id, "%s", PQgetvalue(res, row, 2));
+		copy_path(r->final_path, sizeof r->final_path, PQgetvalue(res, row, 3),
+			  PQgetvalue(res, row, 7));
+		r->move_pending = PQgetvalue(res, row, 4)[0] == 't';
+		snprintf(r->duplicate_of, sizeof r->duplicate_of, "%s", PQgetvalue(res, row, 5));
+		snprintf(r->error, sizeof r->error, "%s", PQgetvalue(res, row, 6));
+		if (r->outcome == CAT_FAILED && !r->error[0])
+			snprintf(r->error, sizeof r->error, "unexpected outcome \"%s\"",
+				 PQgetvalue(res, row, 1));
+	} else { /* K_LOOKUP */
+		r->outcome = outcome_of(PQgetvalue(res, row, 4));
+		if (r->outcome == CAT_INGESTED)
+			r->outcome = CAT_ALREADY;
+		snprintf(r->asset_id, sizeof r->asset_id, "%s", PQgetvalue(res, row, 1));
+		copy_path(r->final_path, sizeof r->final_path, PQgetvalue(res, row, 2),
+			  PQgetvalue(res, row, 6));
+		r->move_pending = PQgetvalue(res, row, 3)[0] == 't';
+		snprintf(r->duplicate_of, sizeof r->duplicate_of, "%s", PQgetvalue(res, row, 5));
+	}
+}
+
+static void answer_items(struct catalog *c, struct batch *b, PGresult *res)
+{
+	struct catalog_result r;
+	int *pos = index_rows(res, b->n);
+	unsigned i;
+
+	if (!pos) {
+		fail_batch(c, b, "out of memory reading a result");
+		return;
+	}
+	for (i = 0; i < b->n; i++) {
+		int row = pos[i];
+
+		if (b->kind == K_CONFIRM) {
+			memset(&r, 0, sizeof r);
+			snprintf(r.asset_id, sizeof r.asset_id, "%s", b->items[i]->json);
+			/* NULL: nothing was pending (already confirmed); still fine. */
+			r.outcome = row < 0 ? CAT_FAILED : CAT_INGESTED;
+			if (row < 0)
+				snprintf(r.error, sizeof r.error, "no result for this asset");
+			deliver(c, b, i, true, &r);
+		} else if (row < 0) {
+			memset(&r, 0, sizeof r);
+			if (b->kind == K_RECORD) {
+				r.outcome = CAT_FAILED;
+				snprintf(r.error, sizeof r.error, "no result for this file");
+			}
+			deliver(c, b, i, false, &r);
+		} else {
+			fill_result(b, res, row, &r);
+			deliver(c, b, i, true, &r);
+		}
+	}
+	free(pos);
+}
+
+static const struct folder_cfg *find_folder(const struct config *cfg, const char *tenant,
+					    const char *path)
+{
+	size_t t, f;
+
+	for (t = 0; t < cfg->n_tenants; t++) {
+		if (strcmp(cfg->tenants[t].code, tenant) != 0)
+			continue;
+		for (f = 0; f < cfg->tenants[t].n_folders; f++)
+			if (strcmp(cfg->tenants[t].folders[f].path, path) == 0)
+				return &cfg->tenants[t].folders[f];
+	}
+	return NULL;
+}
+
+static void answer_startup(struct catalog *c, struct batch *b, PGresult *res)
+{
+	int row, rows = PQntuples(res);
+	char src[4096], dst[4096];
+
+	if (b->kind == K_TENANTS) {
+		for (row = 0; row < rows; row++) {
+			const char *code = PQgetvalue(res, row, 0);
+			bool active = PQgetvalue(res, row, 1)[0] == 't';
+
+			if (!active)
+				log_info("catalog", "tenant %s is inactive in the database", code);
+			if (c->tenant_cb)
+				c->tenant_cb(code, active, c->startup_arg);
+		}
+	} else if (b->kind == K_MOVES) {
+		c->moves_reported = true;
+		if (rows > 0)
+			log_info("catalog", "%d post-ingest actions were not confirmed; repairing",
+				 rows);
+		for (row = 0; row < rows; row++) {
+			const struct folder_cfg *f =
+				find_folder(c->cfg, PQgetvalue(res, row, 0), PQgetvalue(res, row, 1));
+
+			if (!f)
+				continue;
+			copy_path(src, sizeof src, PQgetvalue(res, row, 3), PQgetvalue(res, row, 4));
+			copy_path(dst, sizeof dst, PQgetvalue(res, row, 5), PQgetvalue(res, row, 6));
+			if (c->pending_move_cb)
+				c->pending_move_cb(f, PQgetvalue(res, row, 2), src, dst,
+						   PQgetvalue(res, row, 7), c->startup_arg);
+		}
+	} else if (b->kind == K_PARTITIONS) {
+		log_debug("catalog", "assets partitions for this and next month exist");
+	}
+}
+
+/* An error worth a resend rather than failing every file of the batch. */
+static bool transient(PGresult *res)
+{
+	const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	if (!st)
+		return false;
+	/* 40: serialization/deadlock; 53: resources; 57P0x: shutdown; 08: connection;
+	 * 25006: read-only (a standby after failover, until the connection moves). */
+	return strncmp(st, "40", 2) == 0 || strncmp(st, "53", 2) == 0 ||
+	       strncmp(st, "57P0", 4) == 0 || strncmp(st, "08", 2) == 0 ||
+	       strcmp(st, "25006") == 0;
+}
+
+static void batch_cb(PGresult *res, const char *error, void *arg)
+{
+	struct batch *b = arg;
+	struct catalog *c = b->cat;
+
+	b->inflight = false;
+	if (!c) {
+		batch_free(b);
+		return;
+	}
+	c->inflight--;
+	if (!res || (error && transient(res))) {
+		/* Unknown fate: keep it. Start-up batches are reissued on READY instead. */
+		if (b->kind >= K_NQUEUES) {
+			batch_unlink(c, b);
+			batch_free(b);
+		} else if (res) {
+			log_warnx("catalog", "batch of %u will be resent: %s", b->n, error);
+			uv_timer_start(&c->retry, on_retry, RETRY_MS, 0);
+		}
+		return;
+	}
+	batch_unlink(c, b);
+	if (error) {
+		log_error("catalog", "%s statement failed: %s",
+			  b->kind == K_RECORD ? "catalogue" : b->kind == K_LOOKUP ? "lookup"
+			  : b->kind == K_CONFIRM ? "confirm" : "start-up", error);
+		if (b->kind < K_NQUEUES)
+			fail_batch(c, b, error);
+	} else if (b->kind < K_NQUEUES) {
+		answer_items(c, b, res);
+	} else {
+		answer_startup(c, b, res);
+	}
+	batch_free(b);
+	pump(c);
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+static char *batch_param(const struct batch *b)
+{
+	struct sbuf sb = {0};
+	unsigned i;
+
+	if (b->param)
+		return strdup(b->param);
+	sb_puts(&sb, b->kind == K_CONFIRM ? "{" : "[");
+	for (i = 0; i < b->n; i++) {
+		if (i)
+			sb_puts(&sb, ",");
+		sb_puts(&sb, b->items[i]->json);
+	}
+	sb_puts(&sb, b->kind == K_CONFIRM ? "}" : "]");
+	if (sb.oom) {
+		sb_free(&sb);
+		return NULL;
+	}
+	return sb.p;
+}
+
+static void pump(struct catalog *c)
+{
+	struct batch *b;
+
+	if (db_state(c->db) != DB_READY)
+		return;
+	for (b = c->bhead; b && c->inflight < MAX_INFLIGHT; b = b->next) {
+		char *param;
+		const char *params[1];
+		int r;
+
+		if (b->inflight)
+			continue;
+		param = batch_param(b);
+		if (!param) {
+			log_error("catalog", "out of memory building a batch");
+			return;
+		}
+		params[0] = param;
+		r = db_exec(c->db, kind_sql[b->kind], b->kind == K_PARTITIONS ? 0 : 1, params,
+			    batch_cb, b);
+		free(param);
+		if (r != 0)
+			return; /* not connected: catalog_db_ready() pumps again */
+		b->inflight = true;
+		c->inflight++;
+	}
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+int catalog_record(struct catalog *c, const struct catalog_file *f, catalog_cb cb, void *arg)
+{
+	struct sbuf sb = {0};
+	struct item *it;
+
+	if (c->cfg->max_held_files > 0 && c->held >= (unsigned)c->cfg->max_held_files)
+		return -EAGAIN;
+	catjson_record(&sb, f, c->node);
+	it = sb.oom ? NULL : calloc(1, sizeof *it);
+	if (!it) {
+		sb_free(&sb);
+		return -ENOMEM;
+	}
+	it->json = sb.p;
+	it->cb = cb;
+	it->arg = arg;
+	c->held++;
+	enqueue(c, K_RECORD, it);
+	return 0;
+}
+
+int catalog_lookup(struct catalog *c, const struct folder_cfg *folder, const char *relpath,
+		   const struct file_id *id, catalog_lookup_cb cb, void *arg)
+{
+	struct sbuf sb = {0};
+	struct item *it;
+
+	catjson_lookup(&sb, folder, relpath, id);
+	it = sb.oom ? NULL : calloc(1, sizeof *it);
+	if (!it) {
+		sb_free(&sb);
+		return -ENOMEM;
+	}
+	it->json = sb.p;
+	it->lookup_cb = cb;
+	it->arg = arg;
+	enqueue(c, K_LOOKUP, it);
+	return 0;
+}
+
+static bool uuid_ok(const char *s)
+{
+	size_t i;
+
+	if (!s || strlen(s) != 36)
+		return false;
+	for (i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!strchr("0123456789abcdefABCDEF", s[i])) {
+			return false;
+		}
+	}
+	return true;
+}
+
+int catalog_confirm_move(struct catalog *c, const char *asset_id, catalog_cb cb, void *arg)
+{
+	struct item *it;
+
+	/* Checked here: one malformed id in the uuid[] would fail the whole batch. */
+	if (!uuid_ok(asset_id))
+		return -EINVAL;
+	it = calloc(1, sizeof *it);
+	if (!it || !(it->json = strdup(asset_id))) {
+		free(it);
+		return -ENOMEM;
+	}
+	it->cb = cb;
+	it->arg = arg;
+	enqueue(c, K_CONFIRM, it);
+	return 0;
+}
+
+/* ---- start-up work ------------------------------------------------------ */
+
+/* Put a start-up statement at the front, unless one of its kind is waiting. */
+static void startup_add(struct catalog *c, enum kind k, char *param)
+{
+	struct batch *b;
+
+	for (b = c->bhead; b; b = b->next) {
+		if (b->kind == k) {
+			free(param);
+			return;
+		}
+	}
+	b = calloc(1, sizeof *b);
+	if (!b) {
+		free(param);
+		log_error("catalog", "out of memory queueing start-up work");
+		return;
+	}
+	b->cat = c;
+	b->kind = k;
+	b->param = param ? param : strdup("");
+	batch_prepend(c, b);
+}
+
+void catalog_db_ready(struct catalog *c)
+{
+	char *tp = catjson_tenants(c->cfg);
+
+	if (!tp) {
+		log_error("catalog", "out of memory building the tenant list");
+		return;
+	}
+	/* Prepended, so they run in the reverse of this order: tenants first. */
+	if (!c->moves_reported && c->pending_move_cb)
+		startup_add(c, K_MOVES, catjson_folders(c->cfg));
+	startup_add(c, K_PARTITIONS, NULL);
+	startup_add(c, K_TENANTS, tp);
+	pump(c);
+}
+
+void catalog_ensure_partitions(struct catalog *c)
+{
+	struct batch *b;
+
+	for (b = c->bhead; b; b = b->next)
+		if (b->kind == K_PARTITIONS)
+			return;
+	b = calloc(1, sizeof *b);
+	if (!b || !(b->param = strdup(""))) {
+		free(b);
+		return;
+	}
+	b->cat = c;
+	b->kind = K_PARTITIONS;
+	batch_append(c, b);
+	pump(c);
+}
+
+void catalog_set_startup_cbs(struct catalog *c, catalog_tenant_cb tenant_cb,
+			     catalog_pending_move_cb pending_move_cb, void *arg)
+{
+	c->tenant_cb = tenant_cb;
+	c->pending_move_cb = pending_move_cb;
+	c->startup_arg = arg;
+}
+
+unsigned catalog_held(const struct catalog *c)
+{
+	return c->held;
+}
+
+int catalog_create(uv_loop_t *loop, const struct config *cfg, struct db *db, struct catalog **out)
+{
+	struct catalog *c = calloc(1, sizeof *c);
+
+	if (!c)
+		return -ENOMEM;
+	c->loop = loop;
+	c->cfg = cfg;
+	c->db = db;
+	if (cfg->node_name && *cfg->node_name)
+		snprintf(c->node, sizeof c->node, "%s", cfg->node_name);
+	else if (gethostname(c->node, sizeof c->node - 1) != 0)
+		snprintf(c->node, sizeof c->node, "unknown");
+	uv_timer_init(loop, &c->timer);
+	uv_timer_init(loop, &c->retry);
+	c->timer.data = c;
+	c->retry.data = c;
+	c->open_handles = 2;
+	*out = c;
+	return 0;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+	struct catalog *c = h->data;
+
+	if (--c->open_handles == 0)
+		free(c);
+}
+
+/*
+ * Drop everything without calling back: the owner is shutting down and has
+ * already stopped waiting. Batches on the wire are orphaned and freed when
+ * the db reports them (db_close fails them), so no callback ever sees a
+ * freed catalogue.
+ */
+void catalog_close(struct catalog *c)
+{
+	struct batch *b, *next;
+	struct item *it, *in;
+	int k;
+
+	for (k = 0; k < K_NQUEUES; k++) {
+		for (it = c->q[k].head; it; it = in) {
+			in = it->next;
+			item_free(it);
+		}
+		c->q[k].head = c->q[k].tail = NULL;
+	}
+	for (b = c->bhead; b; b = next) {
+		next = b->next;
+		b->next = NULL;
+		if (b->inflight)
+			b->cat = NULL;
+		else
+			batch_free(b);
+	}
+	c->bhead = c->btail = NULL;
+	uv_close((uv_handle_t *)&c->timer, close_cb);
+	uv_close((uv_handle_t *)&c->retry, close_cb);
+}

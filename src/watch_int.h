@@ -1,0 +1,151 @@
+/*
+ * Internals shared by the watcher's source files (watcher.c: the object, the
+ * file table and the settle timer; watch_scan.c: directory scans on the
+ * threadpool, polling, pause/resume; watch_events.c: the inotify descriptor).
+ * Not a public header: only src/watch*.c include it.
+ */
+#ifndef MAM_WATCH_INT_H
+#define MAM_WATCH_INT_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+
+#include "settle.h"
+#include "watcher.h"
+
+/* What every directory watch asks for. IN_DONT_FOLLOW is added below the root. */
+#define WATCH_MASK                                                                                 \
+	(IN_CREATE | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_OPEN | IN_MODIFY | IN_ATTRIB |         \
+	 IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT |    \
+	 IN_ONLYDIR | IN_EXCL_UNLINK)
+
+#define WATCH_PATH_MAX (PATH_MAX + NAME_MAX + 2)
+
+/* Intrusive circular doubly linked list (the settling list). */
+struct wlink {
+	struct wlink *prev, *next;
+};
+
+/* One tracked regular file: about 100 bytes plus its relative path. */
+struct wentry {
+	struct wentry *hnext; /* hash chain */
+	struct wlink link;    /* on w->settling while SETTLING, else self-linked */
+	struct settle st;
+	uint32_t hash;
+	uint32_t gen;         /* scan generation that last saw it */
+	uint16_t folder;      /* index in w->folders */
+	char relpath[];
+};
+
+/* One watched directory. */
+struct wdir {
+	struct wdir *hnext;
+	int wd;
+	uint16_t folder;
+	char relpath[];       /* "" for the folder's root */
+};
+
+enum pause_kind { PAUSE_GONE, PAUSE_UNMOUNT };
+
+struct scan_job;
+
+struct wfolder {
+	struct watcher *w;
+	const struct folder_cfg *cfg;
+	uint16_t idx;
+	uint8_t mode;          /* effective mode: WATCH_EVENTS or WATCH_POLL */
+	bool active;           /* tenant active */
+	bool paused;           /* folder gone: waiting for it to come back */
+	bool resume_pending;   /* report RESUMED after the running full scan */
+	bool scanned;          /* a full scan completed at least once */
+	bool want_full;        /* a full scan is wanted after the running one */
+	bool again;            /* events were lost during the running scan */
+	bool timer_init;
+	uv_timer_t timer;      /* poll interval, or the paused folder's check */
+	uint64_t dev, ino;     /* root identity at the last good scan */
+	bool mount_root;       /* the root was a mount point then */
+	uint64_t avoid_dev, avoid_ino; /* paused: the root that must not count as "back" */
+	struct scan_job *job;  /* running scan, NULL when none */
+	char **pending;        /* subdirectories waiting for a scan */
+	size_t n_pending;
+};
+
+struct watcher {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	struct watcher_opts opts;
+	watcher_cb cb;
+	void *arg;
+	struct wfolder *folders;
+	size_t n_folders;
+
+	int ifd;               /* inotify, -1 in oneshot mode */
+	bool poll_init;
+	uv_poll_t poll;
+	uv_timer_t settle_timer; /* one timer for every settling file */
+	int64_t timer_due;     /* loop time it is armed for, 0 when idle */
+	uv_timer_t reconcile;
+	uv_timer_t rootcheck;  /* notices unmounted or replaced folder roots */
+	uint64_t rng;
+
+	struct wentry **buckets;
+	size_t nbuckets, nentries;
+	struct wlink settling;
+	size_t nsettling;
+
+	struct wdir **wbuckets;
+	size_t nwbuckets, nwdirs;
+
+	uint32_t gen;
+	size_t jobs;           /* scans queued or running on the threadpool */
+	size_t oneshot_left;   /* oneshot: folders not scanned yet */
+	bool started;
+	bool closing;
+	int closes_left;
+	void (*close_cb)(void *);
+	void *close_arg;
+	struct watcher_stats stats;
+
+	char abuf[WATCH_PATH_MAX]; /* absolute path scratch (loop thread only) */
+	char rbuf[WATCH_PATH_MAX]; /* relative path handed to the callback */
+	char evbuf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
+};
+
+/* watcher.c */
+const char *watch_abspath(struct watcher *w, const struct wfolder *f, const char *relpath);
+int watch_join(char *out, size_t outsz, const char *dir, const char *name);
+struct wentry *watch_entry_find(struct watcher *w, uint16_t folder, const char *relpath);
+struct wentry *watch_entry_add(struct watcher *w, uint16_t folder, const char *relpath);
+void watch_entry_remove(struct watcher *w, struct wentry *e, const char *why);
+void watch_entry_sync(struct watcher *w, struct wentry *e);
+void watch_entries_forget(struct watcher *w, struct wfolder *f, const char *prefix);
+void watch_file_event(struct watcher *w, struct wfolder *f, const char *relpath,
+		      enum settle_event how);
+void watch_marker_seen(struct watcher *w, struct wfolder *f, const char *relpath);
+void watch_arm(struct watcher *w, int64_t due);
+int watch_lease_probe(const char *abspath);
+void watch_emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, const char *relpath,
+		const struct file_id *id, const char *reason);
+void watch_maybe_freed(struct watcher *w);
+const char *watch_esc(const char *s, char *buf);
+
+/* watch_scan.c */
+void watch_folder_begin(struct wfolder *f);
+void watch_folder_stop(struct wfolder *f);
+void watch_scan_request(struct wfolder *f, const char *subdir);
+void watch_folder_pause(struct wfolder *f, enum pause_kind kind, const char *why);
+bool watch_dir_excluded(const struct folder_cfg *fc, const char *abspath);
+void watch_scan_cancel(struct wfolder *f);
+void watch_root_changed(struct wfolder *f, bool mount_root);
+void watch_roots_check(struct watcher *w);
+
+/* watch_events.c */
+int watch_events_open(struct watcher *w);
+struct wdir *watch_wdir_find(struct watcher *w, int wd);
+int watch_wdir_add(struct watcher *w, int wd, uint16_t folder, const char *relpath);
+void watch_wdir_drop(struct watcher *w, uint16_t folder, const char *prefix, bool rm);
+void watch_overflow(struct watcher *w, const char *why);
+
+#endif

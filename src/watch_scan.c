@@ -1,0 +1,762 @@
+/*
+ * Directory scans, polling, and folders that come and go.
+ *
+ * A scan walks a folder (or a few new subdirectories of it) on the libuv
+ * threadpool, so a tree of 100k files never stalls the loop; the work touches
+ * only its own job struct and the immutable folder config. In events mode
+ * the walk adds the inotify watch of each directory *before* reading it, so
+ * a file created in a brand-new directory is either in the listing or
+ * produces an event; the loop thread then registers the watch descriptors,
+ * merges the listing into the file table and forgets entries the scan did
+ * not see (after an lstat confirms they are really gone). The walk uses
+ * fstatat(AT_SYMLINK_NOFOLLOW) and never opens anything but directories, so
+ * FIFOs and devices cannot block it and symlinks are never followed.
+ *
+ * At most one scan per folder runs at a time; requests that arrive meanwhile
+ * are coalesced (a full rescan swallows pending subdirectory scans). Polled
+ * folders (network filesystems, mode: poll, or no inotify watch left) rescan
+ * on one timer per folder. A folder whose root vanishes is paused, its files
+ * kept, and the same timer checks for it to come back.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ignore.h"
+#include "log.h"
+#include "util.h"
+#include "watch_int.h"
+
+#define PAUSE_CHECK_MS 1000
+
+struct scan_item {
+	char *rel;
+	struct file_id id;
+	char *reason; /* oneshot: why it is still settling; NULL when finished */
+};
+
+struct scan_dir {
+	int wd;
+	char *rel;
+};
+
+struct scan_job {
+	uv_work_t req;
+	struct wfolder *f;            /* loop thread only */
+	const struct folder_cfg *cfg; /* immutable: safe in the worker */
+	char **roots;
+	size_t n_roots;
+	bool full, oneshot;
+	int ifd;                      /* add watches when >= 0 */
+	int64_t now_ns;               /* oneshot: wall clock of the pass */
+	uint32_t gen;
+	/* results */
+	struct scan_item *items;
+	size_t n_items, cap_items;
+	struct scan_dir *dirs;
+	size_t n_dirs, cap_dirs;
+	int root_err;
+	bool root_mount;              /* the root is a mount point */
+	bool enospc;
+	size_t skipped;               /* names too long or out of memory */
+	struct stat root_st;
+};
+
+/* Filesystems whose remote writers inotify cannot see. */
+static const struct {
+	unsigned long magic;
+	const char *name;
+} remote_fs[] = {
+	{0x6969, "nfs"},         {0x517B, "smb"},       {0xFF534D42, "cifs"},
+	{0xFE534D42, "smb2"},    {0x65735546, "fuse"},  {0x01021997, "9p"},
+	{0x00C36400, "ceph"},    {0x5346414F, "afs"},   {0x73757245, "coda"},
+	{0x564c, "ncp"},         {0x7461636f, "ocfs2"}, {0x01161970, "gfs2"},
+	{0x0BD00BD0, "lustre"},  {0x47504653, "gpfs"},  {0x13661366, "orangefs"},
+};
+
+/* The quarantine and move_to directories may lie inside the drop folder:
+ * what mam-ingest puts there must never come back as new drops. */
+bool watch_dir_excluded(const struct folder_cfg *fc, const char *abspath)
+{
+	size_t plen = strlen(fc->path);
+
+	if (fc->quarantine_to ? strcmp(fc->quarantine_to, abspath) == 0
+			      : strncmp(abspath, fc->path, plen) == 0 && abspath[plen] == '/' &&
+					strcmp(abspath + plen + 1, ".quarantine") == 0)
+		return true;
+	return fc->move_to && strcmp(fc->move_to, abspath) == 0;
+}
+
+/* --- the walk (threadpool) ------------------------------------------------ */
+
+static int push_str(char ***v, size_t *n, size_t *cap, const char *s)
+{
+	char *dup = strdup(s);
+
+	if (!dup)
+		return -ENOMEM;
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		char **nv = realloc(*v, nc * sizeof *nv);
+
+		if (!nv) {
+			free(dup);
+			return -ENOMEM;
+		}
+		*v = nv;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = dup;
+	return 0;
+}
+
+static void add_dir(struct scan_job *j, int wd, const char *rel)
+{
+	if (j->n_dirs == j->cap_dirs) {
+		size_t nc = j->cap_dirs ? j->cap_dirs * 2 : 16;
+		struct scan_dir *nd = realloc(j->dirs, nc * sizeof *nd);
+
+		if (!nd)
+			goto oom;
+		j->dirs = nd;
+		j->cap_dirs = nc;
+	}
+	j->dirs[j->n_dirs].rel = strdup(rel);
+	if (!j->dirs[j->n_dirs].rel)
+		goto oom;
+	j->dirs[j->n_dirs++].wd = wd;
+	return;
+oom:
+	/* The watch stays; events from it find no directory and force a rescan. */
+	j->skipped++;
+}
+
+/* oneshot: is the file finished now, and if not, why? */
+static char *classify(struct scan_job *j, const char *rel, const char *abs,
+		      const struct file_id *id)
+{
+	char buf[WATCH_PATH_MAX + 64], marker[WATCH_PATH_MAX], mabs[WATCH_PATH_MAX];
+	int64_t age = settle_age_ms(id, j->now_ns);
+	struct stat st;
+
+	if (age < 0)
+		snprintf(buf, sizeof buf, "modified in the future (clock skew of %lld ms)",
+			 (long long)-age);
+	else if (age < j->cfg->settle_ms)
+		snprintf(buf, sizeof buf, "modified %lld ms ago", (long long)age);
+	else if (watch_lease_probe(abs) == 1)
+		snprintf(buf, sizeof buf, "open for writing");
+	else if (ignore_marker_path(j->cfg, rel, marker, sizeof marker) == 0 &&
+		 (watch_join(mabs, sizeof mabs, j->cfg->path, marker) < 0 ||
+		  fstatat(AT_FDCWD, mabs, &st, AT_SYMLINK_NOFOLLOW) < 0))
+		snprintf(buf, sizeof buf, "waiting for ready marker %s", marker);
+	else
+		return NULL;
+	return strdup(buf);
+}
+
+static void add_item(struct scan_job *j, const char *rel, const char *abs, const struct stat *st)
+{
+	struct scan_item *it;
+
+	if (j->n_items == j->cap_items) {
+		size_t nc = j->cap_items ? j->cap_items * 2 : 64;
+		struct scan_item *ni = realloc(j->items, nc * sizeof *ni);
+
+		if (!ni) {
+			j->skipped++;
+			return;
+		}
+		j->items = ni;
+		j->cap_items = nc;
+	}
+	it = &j->items[j->n_items];
+	it->rel = strdup(rel);
+	if (!it->rel) {
+		j->skipped++;
+		return;
+	}
+	file_id_from_stat(&it->id, st);
+	it->reason = j->oneshot ? classify(j, rel, abs, &it->id) : NULL;
+	j->n_items++;
+}
+
+static void scan_one_dir(struct scan_job *j, const char *rel, char ***stack, size_t *n,
+			 size_t *cap)
+{
+	char abs[WATCH_PATH_MAX], child[WATCH_PATH_MAX], cabs[WATCH_PATH_MAX];
+	bool root = !*rel;
+	struct dirent *de;
+	struct stat st;
+	int dfd, wd;
+	DIR *d;
+
+	if (watch_join(abs, sizeof abs, j->cfg->path, rel) < 0) {
+		j->skipped++;
+		return;
+	}
+	if (j->ifd >= 0) {
+		/* Watch first, then list: nothing created in between is missed. */
+		wd = inotify_add_watch(j->ifd, abs, WATCH_MASK | (root ? 0 : IN_DONT_FOLLOW));
+		if (wd >= 0)
+			add_dir(j, wd, rel);
+		else if (errno == ENOSPC)
+			j->enospc = true;
+	}
+	dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY | (root ? 0 : O_NOFOLLOW));
+	if (dfd < 0) {
+		if (root && j->full)
+			j->root_err = errno;
+		return;
+	}
+	if (root) {
+		struct statx stx;
+
+		if (fstat(dfd, &j->root_st) < 0 && j->full)
+			j->root_err = errno;
+		if (statx(dfd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) == 0)
+			j->root_mount = (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+	}
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		unsigned char type = de->d_type;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (watch_join(child, sizeof child, rel, de->d_name) < 0 ||
+		    watch_join(cabs, sizeof cabs, abs, de->d_name) < 0) {
+			j->skipped++;
+			continue;
+		}
+		if (type == DT_REG || type == DT_UNKNOWN) {
+			if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			type = S_ISREG(st.st_mode) ? DT_REG : S_ISDIR(st.st_mode) ? DT_DIR : DT_LNK;
+		}
+		if (type == DT_DIR) {
+			if (j->cfg->recursive && !ignore_dir(j->cfg, child) &&
+			    !watch_dir_excluded(j->cfg, cabs) && push_str(stack, n, cap, child) < 0)
+				j->skipped++;
+		} else if (type == DT_REG && !ignore_file(j->cfg, child)) {
+			add_item(j, child, cabs, &st);
+		}
+		/* symlinks, FIFOs, sockets, devices: never reported, never opened */
+	}
+	closedir(d);
+}
+
+static void scan_work(uv_work_t *req)
+{
+	struct scan_job *j = container_of(req, struct scan_job, req);
+	char **stack = NULL;
+	size_t n = 0, cap = 0, i;
+
+	for (i = 0; i < j->n_roots; i++)
+		if (push_str(&stack, &n, &cap, j->roots[i]) < 0)
+			j->skipped++;
+	while (n > 0) {
+		char *rel = stack[--n];
+
+		scan_one_dir(j, rel, &stack, &n, &cap);
+		free(rel);
+	}
+	free(stack);
+}
+
+/* --- after the walk (loop thread) ---------------------------------------- */
+
+static void job_free(struct scan_job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->n_items; i++) {
+		free(j->items[i].rel);
+		free(j->items[i].reason);
+	}
+	for (i = 0; i < j->n_dirs; i++)
+		free(j->dirs[i].rel);
+	for (i = 0; i < j->n_roots; i++)
+		free(j->roots[i]);
+	free(j->items);
+	free(j->dirs);
+	free(j->roots);
+	free(j);
+}
+
+/* Results that will not be used: remove the watches the walk added. */
+static void job_drop_watches(struct watcher *w, struct scan_job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->n_dirs; i++)
+		if (!watch_wdir_find(w, j->dirs[i].wd))
+			inotify_rm_watch(w->ifd, j->dirs[i].wd);
+}
+
+static bool under_roots(const struct scan_job *j, const char *rel)
+{
+	size_t i;
+
+	if (j->full)
+		return true;
+	for (i = 0; i < j->n_roots; i++) {
+		size_t len = strlen(j->roots[i]);
+
+		if (strncmp(rel, j->roots[i], len) == 0 && rel[len] == '/')
+			return true;
+	}
+	return false;
+}
+
+static void merge(struct watcher *w, struct wfolder *f, struct scan_job *j)
+{
+	int64_t now = (int64_t)uv_now(w->loop), wall;
+	int sms = f->cfg->settle_ms;
+	struct timespec ts;
+	size_t i;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	wall = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	for (i = 0; i < j->n_items; i++) {
+		struct scan_item *it = &j->items[i];
+		struct wentry *e = watch_entry_find(w, f->idx, it->rel);
+
+		if (!e) {
+			int64_t since = now, age;
+
+			e = watch_entry_add(w, f->idx, it->rel);
+			if (!e) {
+				log_error("watcher", "out of memory tracking a file");
+				break;
+			}
+			/*
+			 * On a local filesystem ctime cannot be set back, so a file
+			 * untouched for settle_ms already is credited with that age
+			 * (the lease probe still runs). Not on polled folders: a
+			 * server's clock may lag ours.
+			 */
+			age = settle_age_ms(&it->id, wall);
+			if (f->mode == WATCH_EVENTS && age > 0)
+				since = now - (age < sms ? age : sms);
+			settle_step(&e->st, SETTLE_EV_FOUND, &it->id, since, sms, it->rel);
+		} else {
+			settle_step(&e->st, SETTLE_EV_STAT, &it->id, now, sms, it->rel);
+		}
+		e->gen = j->gen;
+		watch_entry_sync(w, e);
+	}
+	/* Entries the walk did not see: gone, unless created since (lstat says). */
+	for (i = 0; i < w->nbuckets; i++) {
+		struct wentry *e = w->buckets[i], *next;
+		struct stat st;
+
+		for (; e; e = next) {
+			const char *abs;
+
+			next = e->hnext;
+			if (e->folder != f->idx || e->gen == j->gen || !under_roots(j, e->relpath))
+				continue;
+			abs = watch_abspath(w, f, e->relpath);
+			if (!abs || fstatat(AT_FDCWD, abs, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(st.st_mode))
+				watch_entry_remove(w, e, "not found by a scan");
+		}
+	}
+}
+
+static void remap_dev(struct watcher *w, struct wfolder *f, uint64_t from, uint64_t to)
+{
+	size_t i;
+
+	for (i = 0; i < w->nbuckets; i++) {
+		struct wentry *e;
+
+		for (e = w->buckets[i]; e; e = e->hnext)
+			if (e->folder == f->idx && e->st.id.dev == from)
+				e->st.id.dev = to;
+	}
+}
+
+static void scan_next(struct wfolder *f);
+
+static void poll_cb(uv_timer_t *t)
+{
+	watch_scan_request(container_of(t, struct wfolder, timer), NULL);
+}
+
+static void folder_timer(struct wfolder *f, uv_timer_cb cb, uint64_t ms)
+{
+	if (f->w->closing)
+		return;
+	if (!f->timer_init) {
+		uv_timer_init(f->w->loop, &f->timer);
+		f->timer_init = true;
+	}
+	uv_timer_start(&f->timer, cb, ms, 0);
+}
+
+static void oneshot_done(struct watcher *w, struct wfolder *f, struct scan_job *j)
+{
+	char esc[LOG_ESC_MAX];
+	size_t i;
+
+	if (j->root_err)
+		log_warnx("watcher", "could not scan drop folder \"%s\" of tenant %s: %s",
+			  watch_esc(f->cfg->path, esc), f->cfg->tenant->code, strerror(j->root_err));
+	for (i = 0; i < j->n_items && !w->closing; i++) {
+		struct scan_item *it = &j->items[i];
+
+		if (!it->reason) {
+			w->stats.finished++;
+			watch_emit(w, WATCHER_FINISHED, f, it->rel, &it->id, NULL);
+		} else if (w->opts.report_settling) {
+			watch_emit(w, WATCHER_SETTLING, f, it->rel, &it->id, it->reason);
+		}
+	}
+	if (--w->oneshot_left == 0 && !w->closing)
+		watch_emit(w, WATCHER_SCAN_DONE, NULL, NULL, NULL, NULL);
+}
+
+static void scan_done(uv_work_t *req, int status)
+{
+	struct scan_job *j = container_of(req, struct scan_job, req);
+	struct wfolder *f = j->f;
+	struct watcher *w = f->w;
+	char esc[LOG_ESC_MAX];
+	size_t i;
+
+	w->jobs--;
+	f->job = NULL;
+	if (status < 0 || w->closing || !f->active) {
+		if (!w->closing && status == 0)
+			job_drop_watches(w, j);
+		job_free(j);
+		watch_maybe_freed(w);
+		return;
+	}
+	if (j->oneshot) {
+		oneshot_done(w, f, j);
+		job_free(j);
+		return;
+	}
+	if (j->skipped)
+		log_warnx("watcher", "scan of \"%s\" skipped %zu entries (path too long or out of "
+				     "memory)", watch_esc(f->cfg->path, esc), j->skipped);
+	if (j->full && j->root_err) {
+		job_drop_watches(w, j);
+		watch_folder_pause(f, PAUSE_GONE, strerror(j->root_err));
+		job_free(j);
+		return;
+	}
+	if (f->paused && !f->resume_pending) {
+		job_drop_watches(w, j);
+		job_free(j);
+		return;
+	}
+	if (j->full) {
+		uint64_t dev = (uint64_t)j->root_st.st_dev, ino = (uint64_t)j->root_st.st_ino;
+
+		if (f->scanned && !f->resume_pending && (dev != f->dev || ino != f->ino)) {
+			job_drop_watches(w, j);
+			watch_root_changed(f, j->root_mount);
+			job_free(j);
+			return;
+		}
+		if (f->resume_pending && f->dev && dev != f->dev)
+			remap_dev(w, f, f->dev, dev);
+		f->dev = dev;
+		f->ino = ino;
+		f->mount_root = j->root_mount;
+	}
+	if (j->enospc && f->mode == WATCH_EVENTS) {
+		log_warnx("watcher", "could not add an inotify watch below \"%s\": "
+				     "fs.inotify.max_user_watches reached; polling this folder every "
+				     "%d ms instead",
+			  watch_esc(f->cfg->path, esc), f->cfg->poll_interval_ms);
+		w->stats.rescans++;
+		f->mode = WATCH_POLL;
+		job_drop_watches(w, j);
+		watch_wdir_drop(w, f->idx, NULL, true);
+	} else {
+		for (i = 0; i < j->n_dirs; i++)
+			if (watch_wdir_add(w, j->dirs[i].wd, f->idx, j->dirs[i].rel) < 0)
+				inotify_rm_watch(w->ifd, j->dirs[i].wd);
+	}
+	merge(w, f, j);
+	if (j->full) {
+		f->scanned = true;
+		if (f->resume_pending) {
+			f->resume_pending = false;
+			f->paused = false;
+			log_info("watcher", "drop folder \"%s\" of tenant %s resumed",
+				 watch_esc(f->cfg->path, esc), f->cfg->tenant->code);
+			watch_emit(w, WATCHER_FOLDER_RESUMED, f, NULL, NULL, NULL);
+			watch_arm(w, (int64_t)uv_now(w->loop));
+		}
+	}
+	job_free(j);
+	if (!w->closing)
+		scan_next(f);
+}
+
+static void scan_start(struct wfolder *f, bool full)
+{
+	struct watcher *w = f->w;
+	struct scan_job *j = calloc(1, sizeof *j);
+	struct timespec ts;
+	size_t i;
+
+	if (!j)
+		goto oom;
+	j->f = f;
+	j->cfg = f->cfg;
+	j->full = full;
+	j->oneshot = w->opts.oneshot;
+	j->ifd = !w->opts.oneshot && f->mode == WATCH_EVENTS ? w->ifd : -1;
+	j->gen = ++w->gen;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	j->now_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	if (full) {
+		size_t cap = 0;
+
+		if (push_str(&j->roots, &j->n_roots, &cap, "") < 0) {
+			free(j);
+			goto oom;
+		}
+		for (i = 0; i < f->n_pending; i++)
+			free(f->pending[i]);
+		free(f->pending);
+		f->want_full = false;
+		if (f->scanned)
+			w->stats.rescans++;
+	} else {
+		j->roots = f->pending;
+		j->n_roots = f->n_pending;
+	}
+	f->pending = NULL;
+	f->n_pending = 0;
+	if (f->timer_init)
+		uv_timer_stop(&f->timer);
+	if (uv_queue_work(w->loop, &j->req, scan_work, scan_done) < 0) {
+		job_free(j);
+		goto oom;
+	}
+	w->jobs++;
+	f->job = j;
+	return;
+oom:
+	log_error("watcher", "could not start a scan of \"%s\": out of memory", f->cfg->path);
+}
+
+static void scan_next(struct wfolder *f)
+{
+	if (f->job || !f->active || f->w->closing)
+		return;
+	if (f->again) {
+		f->again = false;
+		f->want_full = true;
+	}
+	if (f->want_full)
+		scan_start(f, true);
+	else if (f->n_pending)
+		scan_start(f, false);
+	else if (f->mode == WATCH_POLL && !f->paused)
+		folder_timer(f, poll_cb, (uint64_t)f->cfg->poll_interval_ms);
+}
+
+void watch_scan_request(struct wfolder *f, const char *subdir)
+{
+	size_t i, cap;
+
+	if (!f->active || f->w->closing || (f->paused && !f->resume_pending))
+		return;
+	if (!subdir) {
+		f->want_full = true;
+	} else if (!f->want_full) {
+		for (i = 0; i < f->n_pending; i++)
+			if (strcmp(f->pending[i], subdir) == 0)
+				break;
+		cap = f->n_pending;
+		if (i == f->n_pending && push_str(&f->pending, &f->n_pending, &cap, subdir) < 0)
+			f->want_full = true; /* cannot remember it: scan everything */
+	}
+	scan_next(f);
+}
+
+void watch_scan_cancel(struct wfolder *f)
+{
+	if (f->job)
+		uv_cancel((uv_req_t *)&f->job->req);
+}
+
+/* --- folders -------------------------------------------------------------- */
+
+static const char *fs_name(const struct wfolder *f, bool *remote)
+{
+	struct statfs sfs;
+	size_t i;
+
+	*remote = false;
+	if (statfs(f->cfg->path, &sfs) < 0)
+		return NULL;
+	for (i = 0; i < ARRAY_SIZE(remote_fs); i++) {
+		if ((unsigned long)sfs.f_type == remote_fs[i].magic) {
+			*remote = true;
+			return remote_fs[i].name;
+		}
+	}
+	return "local";
+}
+
+void watch_folder_begin(struct wfolder *f)
+{
+	struct watcher *w = f->w;
+	char esc[LOG_ESC_MAX];
+	const char *fs;
+	bool remote;
+	int err;
+
+	if (w->opts.oneshot) {
+		scan_start(f, true);
+		return;
+	}
+	fs = fs_name(f, &remote);
+	if (!fs) {
+		err = errno;
+		watch_folder_pause(f, PAUSE_GONE, strerror(err));
+		return;
+	}
+	if (f->cfg->mode == WATCH_AUTO)
+		f->mode = remote ? WATCH_POLL : WATCH_EVENTS;
+	else
+		f->mode = (uint8_t)f->cfg->mode;
+	log_info("watcher", "watching drop folder \"%s\" of tenant %s: %s filesystem, %s mode",
+		 watch_esc(f->cfg->path, esc), f->cfg->tenant->code, fs,
+		 f->mode == WATCH_POLL ? "poll" : "events");
+	watch_scan_request(f, NULL);
+}
+
+void watch_folder_stop(struct wfolder *f)
+{
+	size_t i;
+
+	if (f->timer_init)
+		uv_timer_stop(&f->timer);
+	watch_wdir_drop(f->w, f->idx, NULL, true);
+	for (i = 0; i < f->n_pending; i++)
+		free(f->pending[i]);
+	free(f->pending);
+	f->pending = NULL;
+	f->n_pending = 0;
+	f->want_full = f->again = f->paused = f->resume_pending = false;
+}
+
+static void pause_check(uv_timer_t *t)
+{
+	struct wfolder *f = container_of(t, struct wfolder, timer);
+	char esc[LOG_ESC_MAX];
+	struct stat st;
+
+	if (stat(f->cfg->path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    ((uint64_t)st.st_dev != f->avoid_dev || (uint64_t)st.st_ino != f->avoid_ino)) {
+		log_info("watcher", "drop folder \"%s\" of tenant %s is back: rescanning it",
+			 watch_esc(f->cfg->path, esc), f->cfg->tenant->code);
+		f->resume_pending = true;
+		watch_folder_begin(f);
+		return;
+	}
+	folder_timer(f, pause_check, PAUSE_CHECK_MS);
+}
+
+/*
+ * The folder's root is not the directory we scanned last (st_dev or inode
+ * changed). If it was a mount point and the path is now a plain directory,
+ * the share was unmounted (a bind mount removed gives no inotify event):
+ * pause until something is mounted again. Otherwise it was replaced or
+ * remounted: report a pause and a resume around a full rescan, never a
+ * mass deletion.
+ */
+void watch_root_changed(struct wfolder *f, bool mount_root)
+{
+	struct watcher *w = f->w;
+	char esc[LOG_ESC_MAX];
+
+	if (f->mount_root && !mount_root) {
+		watch_folder_pause(f, PAUSE_UNMOUNT, "unmounted");
+		return;
+	}
+	log_warnx("watcher", "drop folder \"%s\" of tenant %s was replaced or remounted: "
+			     "rescanning it",
+		  watch_esc(f->cfg->path, esc), f->cfg->tenant->code);
+	watch_wdir_drop(w, f->idx, NULL, true);
+	watch_emit(w, WATCHER_FOLDER_PAUSED, f, NULL, NULL, NULL);
+	f->resume_pending = true;
+	watch_scan_request(f, NULL);
+}
+
+/* Every few seconds: is each folder's root still the directory we watch? */
+void watch_roots_check(struct watcher *w)
+{
+	struct statx stx;
+	size_t i;
+
+	for (i = 0; i < w->n_folders; i++) {
+		struct wfolder *f = &w->folders[i];
+		uint64_t dev, ino;
+
+		if (!f->active || f->paused || !f->scanned || f->resume_pending)
+			continue;
+		if (statx(AT_FDCWD, f->cfg->path, 0, STATX_BASIC_STATS, &stx) < 0) {
+			int err = errno;
+
+			/* ENOENT, ESTALE, ENOTCONN, EIO...: the folder is not there */
+			watch_folder_pause(f, PAUSE_GONE, strerror(err));
+			continue;
+		}
+		dev = (uint64_t)makedev(stx.stx_dev_major, stx.stx_dev_minor);
+		ino = stx.stx_ino;
+		if (dev != f->dev || ino != f->ino)
+			watch_root_changed(f, (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0);
+	}
+}
+
+void watch_folder_pause(struct wfolder *f, enum pause_kind kind, const char *why)
+{
+	struct watcher *w = f->w;
+	char esc[LOG_ESC_MAX];
+	struct stat st;
+
+	if (f->paused) {
+		/* A resume attempt failed: keep waiting, report nothing new. */
+		f->resume_pending = false;
+		folder_timer(f, pause_check, PAUSE_CHECK_MS);
+		return;
+	}
+	watch_folder_stop(f);
+	f->paused = true;
+	/* After an unmount the path still names a directory, the empty mount
+	 * point: that one must not count as "back". Otherwise any directory at
+	 * the path is the folder back (renamed back, recreated). */
+	f->avoid_dev = f->avoid_ino = 0;
+	if (kind == PAUSE_UNMOUNT && stat(f->cfg->path, &st) == 0) {
+		f->avoid_dev = (uint64_t)st.st_dev;
+		f->avoid_ino = (uint64_t)st.st_ino;
+	}
+	log_warnx("watcher", "drop folder \"%s\" of tenant %s is unavailable (%s): paused; its "
+			     "files are kept and it is rescanned when it is back",
+		  watch_esc(f->cfg->path, esc), f->cfg->tenant->code, why);
+	watch_emit(w, WATCHER_FOLDER_PAUSED, f, NULL, NULL, NULL);
+	folder_timer(f, pause_check, PAUSE_CHECK_MS);
+}

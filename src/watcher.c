@@ -1,0 +1,714 @@
+/*
+ * Watcher: the object, the table of tracked files and the settle timer.
+ *
+ * Every tracked regular file is one struct wentry in a hash table keyed by
+ * (folder, relative path), with its settle state machine (settle.c) embedded:
+ * no handle, no timer, no stat buffer per file, so memory stays near 100
+ * bytes plus the path. Files that are settling are also on one list, walked
+ * by the single settle timer, which is armed for the earliest deadline. At
+ * a deadline the file is lstat'ed again (it may have changed without an
+ * event: mmap writes, polled folders), then settle_check says whether it is
+ * finished, still open by a writer, or needs a read-lease probe.
+ *
+ * Scanning lives in watch_scan.c, the inotify descriptor in watch_events.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ignore.h"
+#include "log.h"
+#include "util.h"
+#include "watch_int.h"
+
+/* Ticks closer together than this are merged: a burst of files with deadlines
+ * a few microseconds apart then costs one walk of the settling list. */
+#define TICK_MIN_MS 10
+/* How often every folder root is stat'ed: an unmounted bind mount or a
+ * replaced directory gives no inotify event. One statx per folder. */
+#define ROOT_CHECK_MS 2000
+
+const char *watch_esc(const char *s, char *buf)
+{
+	return log_escape(s, buf, LOG_ESC_MAX);
+}
+
+int watch_join(char *out, size_t outsz, const char *dir, const char *name)
+{
+	int n = *dir && *name ? snprintf(out, outsz, "%s/%s", dir, name)
+			      : snprintf(out, outsz, "%s", *dir ? dir : name);
+
+	return n < 0 || (size_t)n >= outsz ? -ENAMETOOLONG : 0;
+}
+
+const char *watch_abspath(struct watcher *w, const struct wfolder *f, const char *relpath)
+{
+	if (watch_join(w->abuf, sizeof w->abuf, f->cfg->path, relpath) < 0)
+		return NULL;
+	return w->abuf;
+}
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* --- the settling list ------------------------------------------------- */
+
+static void link_init(struct wlink *l)
+{
+	l->prev = l->next = l;
+}
+
+static bool link_linked(const struct wlink *l)
+{
+	return l->next != l;
+}
+
+static void link_del(struct wlink *l)
+{
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	link_init(l);
+}
+
+static void link_add_tail(struct wlink *head, struct wlink *l)
+{
+	l->prev = head->prev;
+	l->next = head;
+	head->prev->next = l;
+	head->prev = l;
+}
+
+/* --- the file table ----------------------------------------------------- */
+
+static uint32_t entry_hash(uint16_t folder, const char *relpath)
+{
+	uint32_t h = 2166136261u ^ folder;
+
+	for (; *relpath; relpath++)
+		h = (h ^ (unsigned char)*relpath) * 16777619u;
+	return h;
+}
+
+static int table_grow(struct watcher *w)
+{
+	size_t n = w->nbuckets ? w->nbuckets * 2 : 1024, i;
+	struct wentry **nb = calloc(n, sizeof *nb);
+
+	if (!nb)
+		return -ENOMEM;
+	for (i = 0; i < w->nbuckets; i++) {
+		struct wentry *e = w->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->hnext;
+			e->hnext = nb[e->hash & (n - 1)];
+			nb[e->hash & (n - 1)] = e;
+		}
+	}
+	free(w->buckets);
+	w->buckets = nb;
+	w->nbuckets = n;
+	return 0;
+}
+
+struct wentry *watch_entry_find(struct watcher *w, uint16_t folder, const char *relpath)
+{
+	uint32_t h = entry_hash(folder, relpath);
+	struct wentry *e;
+
+	if (!w->nbuckets)
+		return NULL;
+	for (e = w->buckets[h & (w->nbuckets - 1)]; e; e = e->hnext)
+		if (e->hash == h && e->folder == folder && strcmp(e->relpath, relpath) == 0)
+			return e;
+	return NULL;
+}
+
+struct wentry *watch_entry_add(struct watcher *w, uint16_t folder, const char *relpath)
+{
+	size_t len = strlen(relpath);
+	struct wentry *e;
+
+	if (w->nentries >= w->nbuckets && table_grow(w) < 0)
+		return NULL;
+	e = calloc(1, sizeof *e + len + 1);
+	if (!e)
+		return NULL;
+	memcpy(e->relpath, relpath, len + 1);
+	e->folder = folder;
+	e->hash = entry_hash(folder, relpath);
+	e->gen = w->gen;
+	link_init(&e->link);
+	e->hnext = w->buckets[e->hash & (w->nbuckets - 1)];
+	w->buckets[e->hash & (w->nbuckets - 1)] = e;
+	w->nentries++;
+	return e;
+}
+
+static void entry_unhash(struct watcher *w, struct wentry *e)
+{
+	struct wentry **pp = &w->buckets[e->hash & (w->nbuckets - 1)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	w->nentries--;
+	if (link_linked(&e->link)) {
+		link_del(&e->link);
+		w->nsettling--;
+	}
+}
+
+void watch_entry_remove(struct watcher *w, struct wentry *e, const char *why)
+{
+	char esc[LOG_ESC_MAX];
+
+	log_debug("watcher", "\"%s\": forgotten (%s, was %s)", watch_esc(e->relpath, esc), why,
+		  settle_state_name(e->st.state));
+	entry_unhash(w, e);
+	free(e);
+}
+
+/* Keep the settling list and the timer in step with e's state. */
+void watch_entry_sync(struct watcher *w, struct wentry *e)
+{
+	if (e->st.state == SETTLE_SETTLING) {
+		if (!link_linked(&e->link)) {
+			link_add_tail(&w->settling, &e->link);
+			w->nsettling++;
+		}
+		watch_arm(w, settle_due(&e->st, w->folders[e->folder].cfg->settle_ms));
+	} else if (link_linked(&e->link)) {
+		link_del(&e->link);
+		w->nsettling--;
+	}
+}
+
+/* Forget every entry of folder f below prefix ("" or NULL: all of them). */
+void watch_entries_forget(struct watcher *w, struct wfolder *f, const char *prefix)
+{
+	size_t plen = prefix ? strlen(prefix) : 0, i;
+
+	for (i = 0; i < w->nbuckets; i++) {
+		struct wentry *e = w->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->hnext;
+			if (e->folder != f->idx)
+				continue;
+			if (plen && (strncmp(e->relpath, prefix, plen) != 0 || e->relpath[plen] != '/'))
+				continue;
+			watch_entry_remove(w, e, "directory gone");
+		}
+	}
+}
+
+/* --- events on one file --------------------------------------------------- */
+
+/*
+ * Something happened to relpath (created, renamed into place, attributes or
+ * content changed): lstat it, never following a symlink and never opening it,
+ * and feed the identity to its state machine. Anything but a regular file is
+ * dropped here, which is how FIFOs, sockets, devices and symlinks stay out.
+ */
+void watch_file_event(struct watcher *w, struct wfolder *f, const char *relpath,
+		      enum settle_event how)
+{
+	const char *abs = watch_abspath(w, f, relpath);
+	struct wentry *e = watch_entry_find(w, f->idx, relpath);
+	int64_t now = (int64_t)uv_now(w->loop);
+	struct file_id id;
+	struct stat st;
+
+	if (!abs || fstatat(AT_FDCWD, abs, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+		if (e)
+			watch_entry_remove(w, e, "gone or not a regular file");
+		return;
+	}
+	file_id_from_stat(&id, &st);
+	if (!e) {
+		e = watch_entry_add(w, f->idx, relpath);
+		if (!e) {
+			log_error("watcher", "out of memory tracking a file");
+			return;
+		}
+		settle_step(&e->st, how == SETTLE_EV_CREATED ? SETTLE_EV_CREATED : SETTLE_EV_FOUND,
+			    &id, now, f->cfg->settle_ms, relpath);
+	} else if (how == SETTLE_EV_CREATED) {
+		settle_step(&e->st, SETTLE_EV_CREATED, &id, now, f->cfg->settle_ms, relpath);
+	} else {
+		settle_step(&e->st, SETTLE_EV_STAT, &id, now, f->cfg->settle_ms, relpath);
+	}
+	watch_entry_sync(w, e);
+}
+
+/* A ready marker appeared: files of its directory waiting for one look again. */
+void watch_marker_seen(struct watcher *w, struct wfolder *f, const char *relpath)
+{
+	const char *slash = strrchr(relpath, '/');
+	size_t dlen = slash ? (size_t)(slash - relpath) : 0;
+	struct wlink *l;
+
+	for (l = w->settling.next; l != &w->settling; l = l->next) {
+		struct wentry *e = container_of(l, struct wentry, link);
+		const char *es = strrchr(e->relpath, '/');
+		size_t elen = es ? (size_t)(es - e->relpath) : 0;
+
+		if (e->folder == f->idx && elen == dlen && strncmp(e->relpath, relpath, dlen) == 0) {
+			e->st.recheck_ms = 0;
+			watch_entry_sync(w, e);
+		}
+	}
+}
+
+/*
+ * Is a writer holding the file open? A read lease cannot be taken while any
+ * descriptor has it open for writing (EAGAIN). O_NONBLOCK keeps the open from
+ * waiting on somebody else's lease; O_NOFOLLOW keeps a symlink from being
+ * followed. Returns 1 (writer), 0 (none), or -errno (cannot tell: EACCES or
+ * EPERM without CAP_LEASE, EINVAL on filesystems without leases).
+ */
+int watch_lease_probe(const char *abspath)
+{
+	struct stat st;
+	int fd = open(abspath, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		rc = -EINVAL;
+	else if (fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
+		rc = errno == EAGAIN ? 1 : -errno;
+	else
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+	close(fd);
+	return rc;
+}
+
+void watch_emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, const char *relpath,
+		const struct file_id *id, const char *reason)
+{
+	struct watch_file wf = {.folder = f ? f->cfg : NULL, .reason = reason};
+
+	if (relpath) {
+		snprintf(w->rbuf, sizeof w->rbuf, "%s", relpath);
+		wf.relpath = w->rbuf;
+		wf.abspath = watch_abspath(w, f, relpath);
+	}
+	if (id)
+		wf.id = *id;
+	w->cb(w, ev, relpath || ev != WATCHER_SCAN_DONE ? &wf : NULL, w->arg);
+}
+
+/* --- the settle timer ----------------------------------------------------- */
+
+static void settle_tick(uv_timer_t *t);
+
+void watch_arm(struct watcher *w, int64_t due)
+{
+	int64_t now = (int64_t)uv_now(w->loop);
+
+	if (w->closing || w->opts.oneshot)
+		return;
+	if (w->timer_due && w->timer_due <= due)
+		return;
+	w->timer_due = due;
+	uv_timer_start(&w->settle_timer, settle_tick, due > now ? (uint64_t)(due - now) : 0, 0);
+}
+
+enum eval { EVAL_KEEP, EVAL_READY, EVAL_GONE };
+
+/* A settling file reached its deadline: look at it again. */
+static enum eval evaluate(struct watcher *w, struct wentry *e, int64_t now)
+{
+	struct wfolder *f = &w->folders[e->folder];
+	int sms = f->cfg->settle_ms, rc;
+	char marker[WATCH_PATH_MAX], esc[LOG_ESC_MAX];
+	const char *abs = watch_abspath(w, f, e->relpath);
+	struct file_id id;
+	struct stat st;
+
+	if (!abs)
+		return EVAL_GONE;
+	if (fstatat(AT_FDCWD, abs, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return EVAL_GONE;
+		log_warn("watcher", "could not stat file \"%s\"", watch_esc(abs, esc));
+		settle_step(&e->st, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
+		return EVAL_KEEP;
+	}
+	if (!S_ISREG(st.st_mode))
+		return EVAL_GONE;
+	file_id_from_stat(&id, &st);
+	settle_step(&e->st, SETTLE_EV_STAT, &id, now, sms, e->relpath);
+	switch (settle_check(&e->st, now, sms)) {
+	case SETTLE_WAIT:
+	case SETTLE_IDLE:
+		return EVAL_KEEP;
+	case SETTLE_OPEN:
+		log_debug("watcher", "\"%s\": still open by a writer", watch_esc(e->relpath, esc));
+		settle_step(&e->st, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
+		return EVAL_KEEP;
+	case SETTLE_NEED_PROBE:
+		rc = watch_lease_probe(abs);
+		if (rc == -ENOENT)
+			return EVAL_GONE;
+		if (rc == 1) {
+			log_debug("watcher", "\"%s\": open for writing (lease probe)",
+				  watch_esc(e->relpath, esc));
+			settle_step(&e->st, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
+			return EVAL_KEEP;
+		}
+		break;
+	case SETTLE_READY:
+		break;
+	}
+	if (ignore_marker_path(f->cfg, e->relpath, marker, sizeof marker) == 0) {
+		const char *mabs = watch_abspath(w, f, marker);
+
+		if (!mabs || fstatat(AT_FDCWD, mabs, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			settle_step(&e->st, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
+			return EVAL_KEEP;
+		}
+	}
+	return EVAL_READY;
+}
+
+static void settle_tick(uv_timer_t *t)
+{
+	struct watcher *w = container_of(t, struct watcher, settle_timer);
+	int64_t now = (int64_t)uv_now(w->loop), next = INT64_MAX;
+	struct wlink ready, *l, *lnext;
+
+	w->timer_due = 0;
+	link_init(&ready);
+	for (l = w->settling.next; l != &w->settling; l = lnext) {
+		struct wentry *e = container_of(l, struct wentry, link);
+		struct wfolder *f = &w->folders[e->folder];
+		int64_t due = settle_due(&e->st, f->cfg->settle_ms);
+
+		lnext = l->next;
+		if (f->paused || !f->active)
+			continue; /* looked at again when the folder is back */
+		if (due <= now) {
+			switch (evaluate(w, e, now)) {
+			case EVAL_GONE:
+				watch_entry_remove(w, e, "deleted while settling");
+				continue;
+			case EVAL_READY:
+				link_del(&e->link);
+				link_add_tail(&ready, &e->link);
+				continue;
+			case EVAL_KEEP:
+				if (e->st.state != SETTLE_SETTLING) {
+					watch_entry_sync(w, e);
+					continue;
+				}
+				due = settle_due(&e->st, f->cfg->settle_ms);
+				break;
+			}
+		}
+		if (due < next)
+			next = due;
+	}
+	/* Report after the walk: the owner's callback may forget or finish
+	 * other entries, which only unlinks them from whichever list they are on. */
+	while (link_linked(&ready) && !w->closing) {
+		struct wentry *e = container_of(ready.next, struct wentry, link);
+		struct wfolder *f = &w->folders[e->folder];
+
+		link_del(&e->link);
+		w->nsettling--;
+		settle_step(&e->st, SETTLE_EV_REPORTED, NULL, now, f->cfg->settle_ms, e->relpath);
+		w->stats.finished++;
+		watch_emit(w, WATCHER_FINISHED, f, e->relpath, &e->st.id, NULL);
+	}
+	if (next != INT64_MAX)
+		watch_arm(w, next > now + TICK_MIN_MS ? next : now + TICK_MIN_MS);
+}
+
+/* --- public API ----------------------------------------------------------- */
+
+static void reconcile_cb(uv_timer_t *t);
+
+static void reconcile_arm(struct watcher *w)
+{
+	uint64_t ms = (uint64_t)w->cfg->reconcile_interval_s * 1000, jitter;
+
+	if (!ms || w->closing)
+		return;
+	/* xorshift: +-10% so many nodes started together do not scan in step */
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	jitter = ms / 5 ? w->rng % (ms / 5) : 0;
+	uv_timer_start(&w->reconcile, reconcile_cb, ms - ms / 10 + jitter, 0);
+}
+
+static void rootcheck_cb(uv_timer_t *t)
+{
+	watch_roots_check(container_of(t, struct watcher, rootcheck));
+}
+
+static void reconcile_cb(uv_timer_t *t)
+{
+	struct watcher *w = container_of(t, struct watcher, reconcile);
+
+	log_info("watcher", "periodic reconcile scan of every folder");
+	watcher_rescan_all(w);
+	reconcile_arm(w);
+}
+
+int watcher_create(uv_loop_t *loop, const struct config *cfg, const struct watcher_opts *opts,
+		   watcher_cb cb, void *arg, struct watcher **out)
+{
+	struct watcher *w = calloc(1, sizeof *w);
+	size_t i, j, n = 0;
+
+	if (!w)
+		return -ENOMEM;
+	for (i = 0; i < cfg->n_tenants; i++)
+		n += cfg->tenants[i].n_folders;
+	if (n > UINT16_MAX || !(w->folders = calloc(n ? n : 1, sizeof *w->folders))) {
+		free(w);
+		return n > UINT16_MAX ? -E2BIG : -ENOMEM;
+	}
+	w->loop = loop;
+	w->cfg = cfg;
+	w->opts = *opts;
+	w->cb = cb;
+	w->arg = arg;
+	w->ifd = -1;
+	w->rng = (uint64_t)wall_ns() | 1;
+	link_init(&w->settling);
+	for (i = 0; i < cfg->n_tenants; i++) {
+		for (j = 0; j < cfg->tenants[i].n_folders; j++) {
+			struct wfolder *f = &w->folders[w->n_folders];
+
+			f->w = w;
+			f->cfg = &cfg->tenants[i].folders[j];
+			f->idx = (uint16_t)w->n_folders++;
+			f->active = cfg->tenants[i].active != 0;
+		}
+	}
+	uv_timer_init(loop, &w->settle_timer);
+	uv_timer_init(loop, &w->reconcile);
+	uv_timer_init(loop, &w->rootcheck);
+	*out = w;
+	return 0;
+}
+
+static void oneshot_empty(uv_timer_t *t)
+{
+	struct watcher *w = container_of(t, struct watcher, settle_timer);
+
+	watch_emit(w, WATCHER_SCAN_DONE, NULL, NULL, NULL, NULL);
+}
+
+int watcher_start(struct watcher *w)
+{
+	size_t i;
+	int rc;
+
+	if (w->started)
+		return -EALREADY;
+	w->started = true;
+	if (!w->opts.oneshot) {
+		rc = watch_events_open(w);
+		if (rc < 0)
+			return rc;
+		reconcile_arm(w);
+		uv_timer_start(&w->rootcheck, rootcheck_cb, ROOT_CHECK_MS, ROOT_CHECK_MS);
+	}
+	for (i = 0; i < w->n_folders; i++) {
+		if (!w->folders[i].active)
+			continue;
+		if (w->opts.oneshot)
+			w->oneshot_left++;
+		watch_folder_begin(&w->folders[i]);
+	}
+	if (w->opts.oneshot && !w->oneshot_left)
+		uv_timer_start(&w->settle_timer, oneshot_empty, 0, 0);
+	return 0;
+}
+
+void watcher_set_tenant_active(struct watcher *w, const char *tenant_code, bool active)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_folders; i++) {
+		struct wfolder *f = &w->folders[i];
+
+		if (strcmp(f->cfg->tenant->code, tenant_code) != 0 || f->active == active)
+			continue;
+		f->active = active;
+		log_info("watcher", "tenant %s %s: folder \"%s\"", tenant_code,
+			 active ? "active" : "inactive", f->cfg->path);
+		if (!active) {
+			watch_folder_stop(f);
+			watch_entries_forget(w, f, NULL);
+		} else if (w->started && !w->closing) {
+			watch_folder_begin(f);
+		}
+	}
+}
+
+static struct wentry *lookup(struct watcher *w, const struct folder_cfg *folder,
+			     const char *relpath)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_folders; i++)
+		if (w->folders[i].cfg == folder)
+			return watch_entry_find(w, (uint16_t)i, relpath);
+	return NULL;
+}
+
+void watcher_file_done(struct watcher *w, const struct folder_cfg *folder, const char *relpath)
+{
+	struct wentry *e = lookup(w, folder, relpath);
+
+	if (!e)
+		return;
+	settle_step(&e->st, SETTLE_EV_DONE, NULL, (int64_t)uv_now(w->loop), folder->settle_ms,
+		    relpath);
+	watch_entry_sync(w, e);
+}
+
+void watcher_file_retry(struct watcher *w, const struct folder_cfg *folder, const char *relpath)
+{
+	struct wentry *e = lookup(w, folder, relpath);
+
+	if (!e)
+		return;
+	settle_step(&e->st, SETTLE_EV_RETRY, NULL, (int64_t)uv_now(w->loop), folder->settle_ms,
+		    relpath);
+	watch_entry_sync(w, e);
+}
+
+void watcher_file_forget(struct watcher *w, const struct folder_cfg *folder, const char *relpath)
+{
+	struct wentry *e = lookup(w, folder, relpath);
+
+	if (e)
+		watch_entry_remove(w, e, "owner forgot it");
+}
+
+void watcher_rescan_all(struct watcher *w)
+{
+	size_t i;
+
+	if (w->opts.oneshot || w->closing)
+		return;
+	for (i = 0; i < w->n_folders; i++)
+		if (w->folders[i].active && !w->folders[i].paused)
+			watch_scan_request(&w->folders[i], NULL);
+}
+
+void watcher_get_stats(const struct watcher *w, struct watcher_stats *st)
+{
+	*st = w->stats;
+	st->watches = w->nwdirs;
+	st->tracked = w->nentries;
+	st->settling = w->nsettling;
+}
+
+/* --- shutdown ------------------------------------------------------------- */
+
+static void free_all(struct watcher *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nbuckets; i++) {
+		struct wentry *e = w->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->hnext;
+			free(e);
+		}
+	}
+	for (i = 0; i < w->nwbuckets; i++) {
+		struct wdir *d = w->wbuckets[i], *next;
+
+		for (; d; d = next) {
+			next = d->hnext;
+			free(d);
+		}
+	}
+	for (i = 0; i < w->n_folders; i++) {
+		size_t j;
+
+		for (j = 0; j < w->folders[i].n_pending; j++)
+			free(w->folders[i].pending[j]);
+		free(w->folders[i].pending);
+	}
+	free(w->buckets);
+	free(w->wbuckets);
+	free(w->folders);
+}
+
+/* Called whenever a handle closed or a scan came back during shutdown. */
+void watch_maybe_freed(struct watcher *w)
+{
+	void (*cb)(void *) = w->close_cb;
+	void *arg = w->close_arg;
+
+	if (!w->closing || w->closes_left > 0 || w->jobs > 0)
+		return;
+	/* The poll handle is closed: the descriptor may go now. */
+	if (w->ifd >= 0)
+		close(w->ifd);
+	free_all(w);
+	free(w);
+	if (cb)
+		cb(arg);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct watcher *w = h->data;
+
+	w->closes_left--;
+	watch_maybe_freed(w);
+}
+
+static void close_handle(struct watcher *w, uv_handle_t *h)
+{
+	h->data = w;
+	w->closes_left++;
+	uv_close(h, handle_closed);
+}
+
+void watcher_close(struct watcher *w, void (*cb)(void *arg), void *arg)
+{
+	size_t i;
+
+	if (w->closing)
+		return;
+	w->closing = true;
+	w->close_cb = cb;
+	w->close_arg = arg;
+	w->closes_left++; /* held until every close below was issued */
+	if (w->poll_init)
+		close_handle(w, (uv_handle_t *)&w->poll);
+	close_handle(w, (uv_handle_t *)&w->settle_timer);
+	close_handle(w, (uv_handle_t *)&w->reconcile);
+	close_handle(w, (uv_handle_t *)&w->rootcheck);
+	for (i = 0; i < w->n_folders; i++) {
+		watch_scan_cancel(&w->folders[i]);
+		if (w->folders[i].timer_init)
+			close_handle(w, (uv_handle_t *)&w->folders[i].timer);
+	}
+	w->closes_left--;
+	watch_maybe_freed(w);
+}
