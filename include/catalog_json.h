@@ -1,5 +1,6 @@
 /*
- * catalog_json: the byte-exact JSON the catalogue sends to PostgreSQL.
+ * catalog_json: the catalogue's wire format: the byte-exact JSON it sends to
+ * PostgreSQL, and the result rows it reads back.
  *
  * File names are bytes; PostgreSQL text (and jsonb) must be valid UTF-8. A
  * path that is valid UTF-8 is sent as is (JSON-escaped). Otherwise its text
@@ -11,6 +12,7 @@
 #ifndef MAM_CATALOG_JSON_H
 #define MAM_CATALOG_JSON_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -48,5 +50,12 @@ void catjson_lookup(struct sbuf *sb, const struct folder_cfg *folder, const char
 /* Arrays for mam_upsert_tenants() and mam_pending_moves(); NULL when out of memory. */
 char *catjson_tenants(const struct config *cfg);
 char *catjson_folders(const struct config *cfg);
+
+/* Result rows back into struct catalog_result (column lists in catalog_json.c). */
+enum catalog_outcome catalog_outcome_of(const char *s);
+/* The exact path: hex bytes when given (not UTF-8), else the text. */
+void catrow_path(char *out, size_t outsz, const char *text, const char *hex);
+void catrow_record(PGresult *res, int row, struct catalog_result *r);
+void catrow_lookup(PGresult *res, int row, struct catalog_result *r);
 
 #endif

@@ -40,8 +40,10 @@ const char *jobsql_claim_text(void);
 int jobsql_listen(struct db *db, db_result_cb cb, void *arg) __attribute__((warn_unused_result));
 int jobsql_claim(struct db *db, const char *worker, int n, db_result_cb cb, void *arg)
 	__attribute__((warn_unused_result));
-int jobsql_heartbeat(struct db *db, const char *worker, db_result_cb cb, void *arg)
-	__attribute__((warn_unused_result));
+/* ids: the running jobs as an array literal, "{id,id,...}". Only those stay
+ * fresh: a job this worker gave up on (its outcome refused) goes stale. */
+int jobsql_heartbeat(struct db *db, const char *worker, const char *ids, db_result_cb cb,
+		     void *arg) __attribute__((warn_unused_result));
 int jobsql_reclaim(struct db *db, int stale_ms, db_result_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 int jobsql_progress(struct db *db, const struct jobref *j, int pct, db_result_cb cb, void *arg)

@@ -114,21 +114,23 @@ $$;
 -- the statement's snapshot, it raises (SQLSTATE 40001) rather than guess; the
 -- caller then goes file by file. Same columns and outcomes as documented for
 -- mam_ingest_batch, plus jobs = number of jobs inserted for the file.
-CREATE FUNCTION mam_ingest_set(files jsonb)
-RETURNS TABLE(idx int, outcome text, asset_id uuid, final_path text, move_pending boolean,
-	      duplicate_of uuid, error text, final_path_hex text, jobs int)
+CREATE TYPE mam_ingest_row AS (idx int, outcome text, asset_id uuid, final_path text,
+			       move_pending boolean, duplicate_of uuid, error text,
+			       final_path_hex text, jobs int);
+
+-- Raise msg (SQLSTATE 40001) unless ok; lets one SQL statement check itself.
+CREATE FUNCTION mam_assert(ok boolean, msg text) RETURNS boolean
 LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-	res record;
-	n int;
-	nl int;
-	nk int;
 BEGIN
-	CREATE TEMP TABLE IF NOT EXISTS mam_ingest_set_out (
-		idx int, outcome text, asset_id uuid, final_path text, move_pending boolean,
-		duplicate_of uuid, error text, final_path_hex text, jobs int) ON COMMIT DROP;
-	TRUNCATE mam_ingest_set_out;
+	IF NOT coalesce(ok, false) THEN
+		RAISE EXCEPTION '%', msg USING ERRCODE = '40001';
+	END IF;
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION mam_ingest_set(files jsonb) RETURNS SETOF mam_ingest_row
+LANGUAGE sql AS $$
 	WITH src AS (
 		SELECT (x.o - 1)::int AS i, x.e AS f, t.id AS tid,
 		       mam_ingest_key(x.e->>'tenant', x.e->>'folder', x.e->>'relpath',
@@ -182,8 +184,8 @@ BEGIN
 		ON CONFLICT ON CONSTRAINT ingest_ledger_key_key DO NOTHING
 		RETURNING l.key
 	), ins AS (
-		SELECT d.* FROM todo d
-		 WHERE (d.dup IS NULL OR d.policy = 'ingest') AND d.k IN (SELECT key FROM led)
+		-- Every todo row got its ledger row, or the check below rolls all back.
+		SELECT d.* FROM todo d WHERE d.dup IS NULL OR d.policy = 'ingest'
 	), a AS (
 		INSERT INTO assets (id, tenant_id, title, asset_type, slug, file_size_bytes,
 				    checksum_sha256, primary_storage_path, status, extra,
@@ -223,31 +225,29 @@ BEGIN
 		SELECT d.tid, d.aid, j, 'pending', coalesce((d.f->>'priority')::int, 5), d.fpath
 		  FROM ins d, jsonb_array_elements_text(coalesce(d.f->'jobs', '[]')) AS j
 		RETURNING 1
-	), out AS (
-		INSERT INTO mam_ingest_set_out
+	), chk AS (
+		-- A key committed concurrently since this statement's snapshot (its
+		-- ledger insert did nothing): not for this path, roll it all back.
+		SELECT mam_assert((SELECT count(*) FROM led) + (SELECT count(*) FROM known)
+				  = jsonb_array_length(files)
+				  AND (SELECT count(*) FROM src) = jsonb_array_length(files),
+				  'mam_ingest_set: concurrent change, go file by file') AS ok
+	)
+	SELECT u.* FROM (
 		SELECT k.i, 'already', k.asset_id, k.final_path, k.move_state = 'pending',
-		       k.duplicate_of, NULL, encode(k.final_path_bytes, 'hex'), 0
+		       k.duplicate_of, NULL::text, encode(k.final_path_bytes, 'hex'), 0
 		  FROM known k
 		UNION ALL
 		SELECT d.i, CASE WHEN d.policy = 'skip' THEN 'dup_skipped' ELSE 'dup_quarantine' END,
-		       NULL, NULL, false, d.dup, NULL, NULL, 0
+		       NULL::uuid, NULL::text, false, d.dup, NULL::text, NULL::text, 0
 		  FROM todo d
-		 WHERE d.dup IS NOT NULL AND d.policy <> 'ingest' AND d.k IN (SELECT key FROM led)
+		 WHERE d.dup IS NOT NULL AND d.policy <> 'ingest'
 		UNION ALL
-		SELECT d.i, 'ingested', d.aid, d.fpath, d.aft IN ('move', 'delete'), d.dup, NULL,
-		       encode(d.fbytes, 'hex'), d.nj
-		  FROM ins d
-		RETURNING 1
-	)
-	SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM led), (SELECT count(*) FROM known)
-	  INTO n, nl, nk;
-	IF nl + nk <> n OR n <> jsonb_array_length(files) THEN
-		-- A key committed concurrently (or a tenant vanished): not for this path.
-		RAISE EXCEPTION 'mam_ingest_set: concurrent change, go file by file'
-			USING ERRCODE = '40001';
-	END IF;
-	RETURN QUERY SELECT o.* FROM mam_ingest_set_out o ORDER BY o.idx;
-END
+		SELECT d.i, 'ingested', d.aid, d.fpath, d.aft IN ('move', 'delete'), d.dup,
+		       NULL::text, encode(d.fbytes, 'hex'), d.nj
+		  FROM ins d) u
+	 WHERE (SELECT ok FROM chk)
+	 ORDER BY 1
 $$;
 
 -- Record a batch of hashed files. files is a JSON array of objects:
@@ -287,6 +287,7 @@ DECLARE
 	used bigint;
 	quota_used jsonb := '{}';   -- tenant id -> bytes used, valid while its row is locked
 	r record;
+	rows mam_ingest_row[];
 	fast boolean;
 	njobs int := 0;
 BEGIN
@@ -331,21 +332,17 @@ BEGIN
 	END IF;
 	IF fast THEN
 		BEGIN
-			CREATE TEMP TABLE IF NOT EXISTS mam_ingest_batch_out (
-				idx int, outcome text, asset_id uuid, final_path text,
-				move_pending boolean, duplicate_of uuid, error text,
-				final_path_hex text, jobs int) ON COMMIT DROP;
-			TRUNCATE mam_ingest_batch_out;
-			INSERT INTO mam_ingest_batch_out SELECT * FROM mam_ingest_set(files);
+			-- Collected first: rows returned before an error could not be taken back.
+			SELECT array_agg(r) INTO rows FROM mam_ingest_set(files) r;
 		EXCEPTION WHEN OTHERS THEN
 			fast := false;
 		END;
 	END IF;
 	IF fast THEN
-		SELECT coalesce(sum(o.jobs), 0) INTO njobs FROM mam_ingest_batch_out o;
+		SELECT coalesce(sum(o.jobs), 0) INTO njobs FROM unnest(rows) o;
 		RETURN QUERY SELECT o.idx, o.outcome, o.asset_id, o.final_path, o.move_pending,
 				    o.duplicate_of, o.error, o.final_path_hex
-			       FROM mam_ingest_batch_out o ORDER BY o.idx;
+			       FROM unnest(rows) o ORDER BY o.idx;
 		IF njobs > 0 THEN
 			PERFORM pg_notify('mam_ingest_jobs', njobs::text);
 		END IF;
@@ -453,13 +450,14 @@ $$;
 
 -- Which of these files are already in the ledger? keys is a JSON array of
 -- objects with tenant, folder, relpath, relpath_hex?, dev, ino, size,
--- mtime_ns. Only known ones come back, idx = 0-based position.
+-- mtime_ns. Only known ones come back, idx = 0-based position, with the
+-- checksum recorded (a pending cross-device move verifies its copy with it).
 CREATE FUNCTION mam_ingest_lookup(keys jsonb)
 RETURNS TABLE(idx int, asset_id uuid, final_path text, move_pending boolean, outcome text,
-	      duplicate_of uuid, final_path_hex text)
+	      duplicate_of uuid, final_path_hex text, sha256 text)
 LANGUAGE sql STABLE AS $$
 	SELECT (x.o - 1)::int, l.asset_id, l.final_path, l.move_state = 'pending', l.outcome,
-	       l.duplicate_of, encode(l.final_path_bytes, 'hex')
+	       l.duplicate_of, encode(l.final_path_bytes, 'hex'), l.sha256::text
 	  FROM jsonb_array_elements(keys) WITH ORDINALITY AS x(e, o)
 	  JOIN ingest_ledger l
 	    ON l.key = mam_ingest_key(x.e->>'tenant', x.e->>'folder', x.e->>'relpath',

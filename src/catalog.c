@@ -80,7 +80,7 @@ static const char *const kind_sql[] = {
 	[K_RECORD] = "SELECT idx, outcome, asset_id, final_path, move_pending, duplicate_of, "
 		     "error, final_path_hex FROM mam_ingest_batch($1::jsonb)",
 	[K_LOOKUP] = "SELECT idx, asset_id, final_path, move_pending, outcome, duplicate_of, "
-		     "final_path_hex FROM mam_ingest_lookup($1::jsonb)",
+		     "final_path_hex, sha256 FROM mam_ingest_lookup($1::jsonb)",
 	[K_CONFIRM] = "SELECT (x.o - 1)::int, mam_confirm_move(x.a) "
 		      "FROM unnest($1::uuid[]) WITH ORDINALITY AS x(a, o)",
 	[K_TENANTS] = "SELECT code, is_active FROM mam_upsert_tenants($1::jsonb)",
@@ -212,33 +212,6 @@ static void enqueue(struct catalog *c, enum kind k, struct item *it)
 
 /* ---- results ------------------------------------------------------------ */
 
-static void copy_path(char *out, size_t outsz, const char *text, const char *hex)
-{
-	if (hex && *hex && hex_decode(hex, out, outsz) == 0)
-		return;
-	snprintf(out, outsz, "%s", text ? text : "");
-}
-
-static enum catalog_outcome outcome_of(const char *s)
-{
-	static const struct {
-		const char *name;
-		enum catalog_outcome o;
-	} map[] = {
-		{"ingested", CAT_INGESTED},          {"already", CAT_ALREADY},
-		{"dup_skipped", CAT_DUP_SKIPPED},    {"dup_quarantine", CAT_DUP_QUARANTINE},
-		{"over_quota", CAT_OVER_QUOTA},      {"tenant_inactive", CAT_TENANT_INACTIVE},
-		{"duplicate_skipped", CAT_DUP_SKIPPED},
-		{"duplicate_quarantined", CAT_DUP_QUARANTINE},
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof map / sizeof map[0]; i++)
-		if (strcmp(s, map[i].name) == 0)
-			return map[i].o;
-	return CAT_FAILED;
-}
-
 /* Row index -> position in the result (rows carry idx as column 0). */
 static int *index_rows(PGresult *res, unsigned n)
 {
@@ -291,32 +264,6 @@ static void fail_batch(struct catalog *c, struct batch *b, const char *error)
 	}
 }
 
-static void fill_result(struct batch *b, PGresult *res, int row, struct catalog_result *r)
-{
-	memset(r, 0, sizeof *r);
-	if (b->kind == K_RECORD) {
-		r->outcome = outcome_of(PQgetvalue(res, row, 1));
-		snprintf(r->asset_id, sizeof r->asset_id, "%s", PQgetvalue(res, row, 2));
-		copy_path(r->final_path, sizeof r->final_path, PQgetvalue(res, row, 3),
-			  PQgetvalue(res, row, 7));
-		r->move_pending = PQgetvalue(res, row, 4)[0] == 't';
-		snprintf(r->duplicate_of, sizeof r->duplicate_of, "%s", PQgetvalue(res, row, 5));
-		snprintf(r->error, sizeof r->error, "%s", PQgetvalue(res, row, 6));
-		if (r->outcome == CAT_FAILED && !r->error[0])
-			snprintf(r->error, sizeof r->error, "unexpected outcome \"%s\"",
-				 PQgetvalue(res, row, 1));
-	} else { /* K_LOOKUP */
-		r->outcome = outcome_of(PQgetvalue(res, row, 4));
-		if (r->outcome == CAT_INGESTED)
-			r->outcome = CAT_ALREADY;
-		snprintf(r->asset_id, sizeof r->asset_id, "%s", PQgetvalue(res, row, 1));
-		copy_path(r->final_path, sizeof r->final_path, PQgetvalue(res, row, 2),
-			  PQgetvalue(res, row, 6));
-		r->move_pending = PQgetvalue(res, row, 3)[0] == 't';
-		snprintf(r->duplicate_of, sizeof r->duplicate_of, "%s", PQgetvalue(res, row, 5));
-	}
-}
-
 static void answer_items(struct catalog *c, struct batch *b, PGresult *res)
 {
 	struct catalog_result r;
@@ -346,7 +293,10 @@ static void answer_items(struct catalog *c, struct batch *b, PGresult *res)
 			}
 			deliver(c, b, i, false, &r);
 		} else {
-			fill_result(b, res, row, &r);
+			if (b->kind == K_RECORD)
+				catrow_record(res, row, &r);
+			else
+				catrow_lookup(res, row, &r);
 			deliver(c, b, i, true, &r);
 		}
 	}
@@ -394,8 +344,8 @@ static void answer_startup(struct catalog *c, struct batch *b, PGresult *res)
 
 			if (!f)
 				continue;
-			copy_path(src, sizeof src, PQgetvalue(res, row, 3), PQgetvalue(res, row, 4));
-			copy_path(dst, sizeof dst, PQgetvalue(res, row, 5), PQgetvalue(res, row, 6));
+			catrow_path(src, sizeof src, PQgetvalue(res, row, 3), PQgetvalue(res, row, 4));
+			catrow_path(dst, sizeof dst, PQgetvalue(res, row, 5), PQgetvalue(res, row, 6));
 			if (c->pending_move_cb)
 				c->pending_move_cb(f, PQgetvalue(res, row, 2), src, dst,
 						   PQgetvalue(res, row, 7), c->startup_arg);

@@ -1,7 +1,9 @@
 /*
- * catalog_json: JSON text for the catalogue's jsonb parameters.
+ * catalog_json: JSON text for the catalogue's jsonb parameters, and the
+ * result rows read back (column positions match the SELECTs in catalog.c).
  *
- * Hand-written because it is only ever writing (never parsing) and must be
+ * The JSON is hand-written because it is only ever written, never parsed
+ * (results come back as rows), and it must be
  * exact about bytes: drop folders accept any name the filesystem allows,
  * PostgreSQL refuses text that is not valid UTF-8, and a name must still lead
  * a user back to the file. See catalog_json.h for the encoding of names that
@@ -346,4 +348,66 @@ char *catjson_folders(const struct config *cfg)
 		return NULL;
 	}
 	return sb.p;
+}
+
+/* ---- result rows ---------------------------------------------------------- */
+
+void catrow_path(char *out, size_t outsz, const char *text, const char *hex)
+{
+	if (hex && *hex && hex_decode(hex, out, outsz) == 0)
+		return;
+	snprintf(out, outsz, "%s", text ? text : "");
+}
+
+enum catalog_outcome catalog_outcome_of(const char *s)
+{
+	static const struct {
+		const char *name;
+		enum catalog_outcome o;
+	} map[] = {
+		{"ingested", CAT_INGESTED},          {"already", CAT_ALREADY},
+		{"dup_skipped", CAT_DUP_SKIPPED},    {"dup_quarantine", CAT_DUP_QUARANTINE},
+		{"over_quota", CAT_OVER_QUOTA},      {"tenant_inactive", CAT_TENANT_INACTIVE},
+		{"duplicate_skipped", CAT_DUP_SKIPPED},
+		{"duplicate_quarantined", CAT_DUP_QUARANTINE},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (strcmp(s, map[i].name) == 0)
+			return map[i].o;
+	return CAT_FAILED;
+}
+
+/* A row of mam_ingest_batch: idx, outcome, asset_id, final_path, move_pending,
+ * duplicate_of, error, final_path_hex. */
+void catrow_record(PGresult *res, int row, struct catalog_result *r)
+{
+	memset(r, 0, sizeof *r);
+	r->outcome = catalog_outcome_of(PQgetvalue(res, row, 1));
+	snprintf(r->asset_id, sizeof r->asset_id, "%s", PQgetvalue(res, row, 2));
+	catrow_path(r->final_path, sizeof r->final_path, PQgetvalue(res, row, 3),
+		    PQgetvalue(res, row, 7));
+	r->move_pending = PQgetvalue(res, row, 4)[0] == 't';
+	snprintf(r->duplicate_of, sizeof r->duplicate_of, "%s", PQgetvalue(res, row, 5));
+	snprintf(r->error, sizeof r->error, "%s", PQgetvalue(res, row, 6));
+	if (r->outcome == CAT_FAILED && !r->error[0])
+		snprintf(r->error, sizeof r->error, "unexpected outcome \"%s\"",
+			 PQgetvalue(res, row, 1));
+}
+
+/* A row of mam_ingest_lookup: idx, asset_id, final_path, move_pending,
+ * outcome (the ledger's), duplicate_of, final_path_hex, sha256. */
+void catrow_lookup(PGresult *res, int row, struct catalog_result *r)
+{
+	memset(r, 0, sizeof *r);
+	r->outcome = catalog_outcome_of(PQgetvalue(res, row, 4));
+	if (r->outcome == CAT_INGESTED)
+		r->outcome = CAT_ALREADY;
+	snprintf(r->asset_id, sizeof r->asset_id, "%s", PQgetvalue(res, row, 1));
+	catrow_path(r->final_path, sizeof r->final_path, PQgetvalue(res, row, 2),
+		    PQgetvalue(res, row, 6));
+	r->move_pending = PQgetvalue(res, row, 3)[0] == 't';
+	snprintf(r->duplicate_of, sizeof r->duplicate_of, "%s", PQgetvalue(res, row, 5));
+	snprintf(r->sha256, sizeof r->sha256, "%s", PQgetvalue(res, row, 7));
 }

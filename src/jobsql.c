@@ -51,14 +51,15 @@ int jobsql_claim(struct db *db, const char *worker, int n, db_result_cb cb, void
 	return db_exec(db, claim_sql, 2, p, cb, arg);
 }
 
-int jobsql_heartbeat(struct db *db, const char *worker, db_result_cb cb, void *arg)
+int jobsql_heartbeat(struct db *db, const char *worker, const char *ids, db_result_cb cb,
+		     void *arg)
 {
-	const char *p[1] = {worker};
+	const char *p[2] = {worker, ids};
 
 	return db_exec(db,
 		       "UPDATE ingest_jobs SET heartbeat_at = now()"
-		       " WHERE status = 'processing' AND claimed_by = $1",
-		       1, p, cb, arg);
+		       " WHERE id = ANY($2::uuid[]) AND status = 'processing' AND claimed_by = $1",
+		       2, p, cb, arg);
 }
 
 int jobsql_reclaim(struct db *db, int stale_ms, db_result_cb cb, void *arg)

@@ -219,10 +219,23 @@ static void on_heartbeat(uv_timer_t *t)
 {
 	struct worker *w = t->data;
 
+	struct job *job;
+	char *ids, *p;
+
 	if (w->njobs == 0 || w->heartbeat_inflight || db_state(w->db) != DB_READY)
 		return;
-	if (jobsql_heartbeat(w->db, w->id, on_heartbeat_done, w) == 0)
+	ids = malloc((size_t)w->njobs * 41 + 3);
+	if (!ids)
+		return;
+	p = ids;
+	*p++ = '{';
+	for (job = w->jobs; job; job = job->next)
+		p += sprintf(p, "%s%s", p > ids + 1 ? "," : "", job->id);
+	*p++ = '}';
+	*p = '\0';
+	if (jobsql_heartbeat(w->db, w->id, ids, on_heartbeat_done, w) == 0)
 		w->heartbeat_inflight = true;
+	free(ids);
 }
 
 static void on_listen(PGresult *res, const char *error, void *arg)

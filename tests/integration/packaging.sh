@@ -119,7 +119,9 @@ for cmd in run worker; do
 	wait "$pid" || fail "mam-ingest $cmd exited with $? after SIGTERM"
 	has_line '^STOPPING=1$' "$msgs" || fail "mam-ingest $cmd stopped without STOPPING=1"
 	log "mam-ingest $cmd: $(sed 's/^STATUS=.*/STATUS=.../' "$msgs" | sort | uniq -c | sed 's/^ *//' | tr '\n' ';')"
-	log "mam-ingest $cmd: last $(grep '^STATUS=' "$msgs" | tail -1 || true)"
+	if [ "$cmd" = run ]; then
+		log "mam-ingest run: first $(grep -m1 '^STATUS=' "$msgs")"
+	fi
 	kill "$RECEIVER"
 	wait "$RECEIVER" 2>/dev/null || true
 done

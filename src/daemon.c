@@ -1,0 +1,436 @@
+/*
+ * daemon: the process around the pipeline of ingest.c. It owns the loop, the
+ * stages' creation and orderly shutdown (each stage closes its handles and
+ * reports back; only then is the loop closed), signals (SIGTERM/SIGINT stop
+ * gracefully within STOP_GRACE_MS, SIGHUP retries held files and rescans), the
+ * daily partition maintenance, sd_notify status and the /metrics endpoint.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ingest_int.h"
+#include "log.h"
+#include "notify.h"
+#include "util.h"
+
+/* ---- start-up repair and tenants ------------------------------------------ */
+
+static void tenant_cb(const char *code, bool active, void *arg)
+{
+	struct ingest *ing = arg;
+
+	watcher_set_tenant_active(ing->watcher, code, active);
+	if (!active)
+		log_info("ingest", "tenant %s is inactive; its folders are not watched", code);
+}
+
+/*
+ * A ledger row whose post-ingest action was never confirmed (a crash between
+ * commit and move). If the source is still in the drop folder the watcher
+ * finds it, the ledger lookup answers "known, move pending" and the action is
+ * run again from there (same identity, so deleting or moving it is safe). Here
+ * only the other case is handled: the source is gone and the destination is
+ * in place, so the move completed and just needs confirming.
+ */
+static void pending_move_cb(const struct folder_cfg *folder, const char *asset_id,
+			    const char *src_path, const char *final_path, const char *sha256,
+			    void *arg)
+{
+	struct ingest *ing = arg;
+	struct stat st;
+	char esc[LOG_ESC_MAX];
+
+	(void)folder;
+	(void)sha256;
+	if (lstat(src_path, &st) == 0)
+		return;
+	if (folder->after == AFTER_MOVE && lstat(final_path, &st) != 0) {
+		log_error("ingest", "asset %s: neither \"%s\" nor its destination exist", asset_id,
+			  log_escape(src_path, esc, sizeof esc));
+		return;
+	}
+	log_info("ingest", "asset %s: confirming interrupted after_ingest action", asset_id);
+	ingest_confirm_move(ing, asset_id);
+}
+
+/* ---- maintenance, signals, start and stop --------------------------------- */
+
+#define MAINT_TICK_MS 60000
+
+static void maint_cb(uv_timer_t *t)
+{
+	struct ingest *ing = container_of(t, struct ingest, maint);
+	uint64_t ticks = ++ing->maint_ticks;
+	uint64_t reconcile_ticks = ing->cfg->reconcile_interval_s > 0
+					   ? (uint64_t)ing->cfg->reconcile_interval_s * 1000 / MAINT_TICK_MS
+					   : 0;
+
+	/* Partitions: daily, so the current and next month always exist. */
+	if (ticks % (24 * 60) == 0)
+		catalog_ensure_partitions(ing->catalog);
+	if (reconcile_ticks && ticks % (reconcile_ticks ? reconcile_ticks : 1) == 0)
+		ingest_retry_held(ing);
+}
+
+static void status_update(struct ingest *ing)
+{
+	struct watcher_stats st = {0};
+	static const char *const dbs[] = {"down", "connecting", "connected", "closed"};
+
+	if (ing->watcher)
+		watcher_get_stats(ing->watcher, &st);
+	notify_status("watching %llu folders' directories, %llu settling, %u in pipeline, "
+		      "%u held; database %s; %llu catalogued",
+		      (unsigned long long)st.watches, (unsigned long long)st.settling,
+		      ing->n_files, ing->catalog ? catalog_held(ing->catalog) : 0,
+		      ing->db ? dbs[db_state(ing->db)] : "off", (unsigned long long)ing->n_ingested);
+}
+
+static void on_db_state(struct db *db, enum db_state state, void *arg)
+{
+	struct ingest *ing = arg;
+
+	(void)db;
+	if (state == DB_READY) {
+		ing->db_down_since = 0;
+		log_info("ingest", "database connected");
+		catalog_db_ready(ing->catalog);
+	} else if (state == DB_DOWN) {
+		if (!ing->db_down_since)
+			ing->db_down_since = uv_hrtime();
+		log_warnx("ingest", "database unavailable; holding finished files and reconnecting");
+	}
+	status_update(ing);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void stage_closed(void *arg)
+{
+	struct ingest *ing = arg;
+
+	if (--ing->n_closing > 0)
+		return;
+	if (ing->catalog) {
+		catalog_close(ing->catalog);
+		ing->catalog = NULL;
+	}
+	if (ing->db) {
+		struct db *db = ing->db;
+
+		ing->db = NULL;
+		ing->n_closing++;
+		db_close(db, stage_closed, ing);
+		return;
+	}
+	/* Everything of ours is closed: close the remaining signal/timer handles. */
+	uv_walk(&ing->loop, close_walk_cb, NULL);
+}
+
+static void shutdown_stages(struct ingest *ing)
+{
+	metrics_close(ing->metrics);
+	ing->metrics = NULL;
+	ing->n_closing = 1; /* held until both stages below were asked to close */
+	if (ing->hasher) {
+		ing->n_closing++;
+		hasher_close(ing->hasher, stage_closed, ing);
+		ing->hasher = NULL;
+	}
+	stage_closed(ing);
+}
+
+static void stop_timer_cb(uv_timer_t *t)
+{
+	struct ingest *ing = container_of(t, struct ingest, stop_timer);
+
+	log_warnx("ingest", "%u files still in the pipeline after %d ms; stopping anyway (they "
+			    "are still in their drop folders and are picked up at the next start)",
+		  ing->n_files, STOP_GRACE_MS);
+	shutdown_stages(ing);
+}
+
+static void watcher_closed(void *arg)
+{
+	struct ingest *ing = arg;
+
+	ing->watcher = NULL;
+	ingest_maybe_finish(ing);
+}
+
+static void begin_stop(struct ingest *ing)
+{
+	if (ing->stopping)
+		return;
+	ing->stopping = true;
+	notify_stopping();
+	uv_timer_stop(&ing->maint);
+	uv_timer_start(&ing->stop_timer, stop_timer_cb, STOP_GRACE_MS, 0);
+	if (ing->watcher)
+		watcher_close(ing->watcher, watcher_closed, ing);
+	else
+		ingest_maybe_finish(ing);
+}
+
+/* Called whenever work completes: ends a oneshot scan, or a graceful stop. */
+void ingest_maybe_finish(struct ingest *ing)
+{
+	struct infile *f;
+	unsigned busy = 0;
+
+	for (f = ing->files; f && ing->opts->oneshot; f = f->next)
+		if (f->state != IF_HELD)
+			busy++;
+	if (!ing->opts->oneshot)
+		busy = ing->n_files;
+	if (ing->opts->oneshot && ing->scan_done && busy == 0 && ing->n_confirms == 0 &&
+	    !ing->stopping) {
+		begin_stop(ing);
+		return;
+	}
+	if (!ing->stopping || ing->watcher || ing->n_closing)
+		return;
+	/* Held files (over quota) stay in their folders: nothing to wait for. */
+	for (f = ing->files; f; f = f->next)
+		if (f->state != IF_HELD)
+			return;
+	if (ing->n_confirms)
+		return;
+	uv_timer_stop(&ing->stop_timer);
+	shutdown_stages(ing);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+	struct ingest *ing = s->data;
+
+	if (signum == SIGHUP) {
+		log_info("ingest", "SIGHUP: retrying held files and rescanning every folder");
+		ingest_retry_held(ing);
+		if (ing->watcher)
+			watcher_rescan_all(ing->watcher);
+		return;
+	}
+	log_info("ingest", "%s: stopping", strsignal(signum));
+	begin_stop(ing);
+}
+
+/* ---- /metrics and /healthz -------------------------------------------------- */
+
+#define DB_GRACE_NS (30ULL * 1000000000ULL)
+
+static bool health_check(char *reason, size_t sz, void *arg)
+{
+	struct ingest *ing = arg;
+
+	/* The loop answered this request, so it is responsive. */
+	if (ing->db && db_state(ing->db) != DB_READY && ing->db_down_since &&
+	    uv_hrtime() - ing->db_down_since > DB_GRACE_NS) {
+		snprintf(reason, sz, "database unreachable for %llu s",
+			 (unsigned long long)((uv_hrtime() - ing->db_down_since) / 1000000000ULL));
+		return false;
+	}
+	snprintf(reason, sz, "ok");
+	return true;
+}
+
+static void folder_labels(struct mbuf *b, const struct folder_cfg *f)
+{
+	mbuf_printf(b, "tenant=\"");
+	mbuf_label(b, f->tenant->code);
+	mbuf_printf(b, "\",folder=\"");
+	mbuf_label(b, f->path);
+	mbuf_printf(b, "\"");
+}
+
+static void render_counter(struct mbuf *b, struct ingest *ing, const char *name, const char *help,
+			   size_t off, bool is_double)
+{
+	size_t i;
+
+	mbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (i = 0; i < ing->n_fstats; i++) {
+		const char *base = (const char *)&ing->fstats[i];
+
+		mbuf_printf(b, "%s{", name);
+		folder_labels(b, ing->fstats[i].folder);
+		if (is_double)
+			mbuf_printf(b, "} %.6f\n", *(const double *)(base + off));
+		else
+			mbuf_printf(b, "} %llu\n",
+				    (unsigned long long)*(const uint64_t *)(base + off));
+	}
+}
+
+static void render_metrics(struct mbuf *b, void *arg)
+{
+	struct ingest *ing = arg;
+	struct watcher_stats ws = {0};
+	size_t i;
+
+	render_counter(b, ing, "mam_ingest_files_finished_total",
+		       "Files the watcher found finished.", offsetof(struct folder_stats, finished),
+		       false);
+	render_counter(b, ing, "mam_ingest_files_catalogued_total", "New assets recorded.",
+		       offsetof(struct folder_stats, catalogued), false);
+	render_counter(b, ing, "mam_ingest_files_known_total",
+		       "Finished files already in the ledger (not recorded again).",
+		       offsetof(struct folder_stats, already), false);
+	render_counter(b, ing, "mam_ingest_files_duplicate_total",
+		       "Files skipped or quarantined as duplicates.",
+		       offsetof(struct folder_stats, duplicates), false);
+	render_counter(b, ing, "mam_ingest_files_failed_total", "Catalogue failures.",
+		       offsetof(struct folder_stats, failed), false);
+	render_counter(b, ing, "mam_ingest_files_quarantined_total", "Files quarantined.",
+		       offsetof(struct folder_stats, quarantined), false);
+	render_counter(b, ing, "mam_ingest_bytes_hashed_total", "Bytes hashed.",
+		       offsetof(struct folder_stats, bytes_hashed), false);
+	render_counter(b, ing, "mam_ingest_hash_seconds_total", "Seconds spent hashing.",
+		       offsetof(struct folder_stats, hash_seconds), true);
+	mbuf_printf(b, "# HELP mam_ingest_files_held Files held (over quota or to retry).\n"
+		       "# TYPE mam_ingest_files_held gauge\n");
+	for (i = 0; i < ing->n_fstats; i++) {
+		mbuf_printf(b, "mam_ingest_files_held{");
+		folder_labels(b, ing->fstats[i].folder);
+		mbuf_printf(b, "} %u\n", ing->fstats[i].held);
+	}
+	if (ing->watcher)
+		watcher_get_stats(ing->watcher, &ws);
+	mbuf_printf(b,
+		    "# TYPE mam_ingest_inotify_overflows_total counter\n"
+		    "mam_ingest_inotify_overflows_total %llu\n"
+		    "# TYPE mam_ingest_rescans_total counter\nmam_ingest_rescans_total %llu\n"
+		    "# TYPE mam_ingest_watches gauge\nmam_ingest_watches %llu\n"
+		    "# TYPE mam_ingest_files_tracked gauge\nmam_ingest_files_tracked %llu\n"
+		    "# TYPE mam_ingest_files_settling gauge\nmam_ingest_files_settling %llu\n"
+		    "# TYPE mam_ingest_files_in_pipeline gauge\nmam_ingest_files_in_pipeline %u\n"
+		    "# TYPE mam_ingest_files_waiting_for_database gauge\n"
+		    "mam_ingest_files_waiting_for_database %u\n"
+		    "# TYPE mam_ingest_database_connected gauge\nmam_ingest_database_connected %d\n",
+		    (unsigned long long)ws.overflows, (unsigned long long)ws.rescans,
+		    (unsigned long long)ws.watches, (unsigned long long)ws.tracked,
+		    (unsigned long long)ws.settling, ing->n_files,
+		    ing->catalog ? catalog_held(ing->catalog) : 0,
+		    ing->db && db_state(ing->db) == DB_READY);
+	mbuf_printf(b, "# HELP mam_ingest_finished_to_committed_seconds Latency from finished to "
+		       "committed.\n# TYPE mam_ingest_finished_to_committed_seconds histogram\n");
+	histogram_render(b, "mam_ingest_finished_to_committed_seconds", "", &ing->latency);
+}
+
+static int ingest_setup(struct ingest *ing)
+{
+	struct watcher_opts wopts = {
+		.oneshot = ing->opts->oneshot,
+		.report_settling = ing->opts->oneshot && ing->opts->dry_run,
+	};
+	bool need_db = !ing->opts->no_db && !ing->opts->dry_run;
+	int rc;
+
+	if (need_db) {
+		rc = hasher_create(&ing->loop, 0, (size_t)ing->cfg->hash_read_size, &ing->hasher);
+		if (rc == 0)
+			rc = db_create(&ing->loop, ing->cfg->conninfo, on_db_state, ing, &ing->db);
+		if (rc == 0)
+			rc = catalog_create(&ing->loop, ing->cfg, ing->db, &ing->catalog);
+		if (rc != 0) {
+			log_error("ingest", "could not set up the pipeline: %s", strerror(-rc));
+			return rc;
+		}
+		catalog_set_startup_cbs(ing->catalog, tenant_cb, pending_move_cb, ing);
+	}
+	rc = watcher_create(&ing->loop, ing->cfg, &wopts, ingest_watcher_event, ing, &ing->watcher);
+	if (rc != 0) {
+		log_error("ingest", "could not set up the watcher: %s", strerror(-rc));
+		return rc;
+	}
+	if (ing->cfg->metrics_listen && ing->cfg->metrics_listen[0] && !ing->opts->oneshot &&
+	    !ing->opts->no_db) {
+		rc = metrics_start(&ing->loop, ing->cfg->metrics_listen, render_metrics,
+				   health_check, ing, &ing->metrics);
+		if (rc != 0)
+			return rc;
+	}
+	if (ing->db) {
+		ing->db_down_since = uv_hrtime();
+		db_start(ing->db);
+	}
+	rc = watcher_start(ing->watcher);
+	if (rc != 0) {
+		log_error("ingest", "could not start watching: %s", strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+int ingest_main(const struct config *cfg, const struct ingest_opts *opts)
+{
+	struct ingest *ing = calloc(1, sizeof *ing);
+	int rc;
+
+	if (!ing)
+		return 1;
+	for (size_t t = 0; t < cfg->n_tenants; t++)
+		ing->n_fstats += cfg->tenants[t].n_folders;
+	ing->fstats = calloc(ing->n_fstats ? ing->n_fstats : 1, sizeof *ing->fstats);
+	if (!ing->fstats) {
+		free(ing);
+		return 1;
+	}
+	ing->n_fstats = 0;
+	for (size_t t = 0; t < cfg->n_tenants; t++)
+		for (size_t k = 0; k < cfg->tenants[t].n_folders; k++)
+			ing->fstats[ing->n_fstats++].folder = &cfg->tenants[t].folders[k];
+	ing->cfg = cfg;
+	ing->opts = opts;
+	signal(SIGPIPE, SIG_IGN);
+	uv_loop_init(&ing->loop);
+	uv_timer_init(&ing->loop, &ing->maint);
+	uv_timer_init(&ing->loop, &ing->stop_timer);
+	uv_signal_init(&ing->loop, &ing->sigterm);
+	uv_signal_init(&ing->loop, &ing->sigint);
+	uv_signal_init(&ing->loop, &ing->sighup);
+	ing->sigterm.data = ing->sigint.data = ing->sighup.data = ing;
+	uv_signal_start(&ing->sigterm, signal_cb, SIGTERM);
+	uv_signal_start(&ing->sigint, signal_cb, SIGINT);
+	uv_signal_start(&ing->sighup, signal_cb, SIGHUP);
+
+	rc = ingest_setup(ing);
+	if (rc != 0) {
+		ing->exit_code = 1;
+		begin_stop(ing);
+	} else if (!opts->oneshot) {
+		uv_timer_start(&ing->maint, maint_cb, MAINT_TICK_MS, MAINT_TICK_MS);
+		/* The maintenance timer must not keep a drained loop alive on its own. */
+		notify_watchdog_start(&ing->loop);
+		notify_ready();
+		status_update(ing);
+	}
+	uv_unref((uv_handle_t *)&ing->sigterm);
+	uv_unref((uv_handle_t *)&ing->sigint);
+	uv_unref((uv_handle_t *)&ing->sighup);
+	uv_run(&ing->loop, UV_RUN_DEFAULT);
+	uv_walk(&ing->loop, close_walk_cb, NULL);
+	uv_run(&ing->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&ing->loop) != 0)
+		log_warnx("ingest", "event loop closed with handles still open");
+	rc = ing->exit_code;
+	if (!opts->no_db && !opts->dry_run)
+		log_info("ingest", "summary: hashed=%llu catalogued=%llu known=%llu failed=%llu",
+			 (unsigned long long)ing->n_hashed, (unsigned long long)ing->n_ingested,
+			 (unsigned long long)ing->n_already, (unsigned long long)ing->n_failed);
+	ingest_free_files(ing);
+	free(ing->fstats);
+	free(ing);
+	return rc;
+}

@@ -1,0 +1,101 @@
+/*
+ * Private to the ingest pipeline (ingest.c: the life of one finished file;
+ * daemon.c: the process around it: loop, signals, start-up, stop, metrics).
+ */
+#ifndef MAM_INGEST_INT_H
+#define MAM_INGEST_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "app.h"
+#include "catalog.h"
+#include "config.h"
+#include "db.h"
+#include "fileid.h"
+#include "hasher.h"
+#include "metrics.h"
+#include "watcher.h"
+
+/* What can happen to a finished file next: see infile_set_state() in ingest.c. */
+enum infile_state {
+	IF_LOOKUP,    /* asking the ledger whether this exact file is known */
+	IF_HASHING,   /* in the hasher's queue or being hashed */
+	IF_RECORDING, /* in a catalogue batch */
+	IF_POSTING,   /* after_ingest move/delete or quarantine running */
+	IF_HELD,      /* over quota or failed: retried on the next reconcile pass */
+	IF_DONE,      /* finished with; freed by the transition */
+};
+
+struct infile {
+	struct ingest *ing;
+	enum infile_state state;
+	const struct folder_cfg *folder;
+	struct folder_stats *stats;
+	struct file_id id;
+	char asset_id[37];
+	char sha256[65];
+	char mime[100];
+	char asset_type[16];
+	char *relpath;
+	char *abspath;
+	char *final_path;
+	int attempts;         /* catalogue failures so far */
+	bool over_quota_logged;
+	uint64_t t_finished;  /* uv_hrtime() when the watcher reported it */
+	struct infile *next;  /* on ing->files */
+	struct infile **pprev;
+};
+
+/* Per drop folder counters for /metrics. */
+struct folder_stats {
+	const struct folder_cfg *folder;
+	uint64_t finished, catalogued, already, duplicates, failed, quarantined;
+	uint64_t bytes_hashed;
+	double hash_seconds;
+	unsigned held;        /* currently held (over quota / to retry) */
+};
+
+struct ingest {
+	uv_loop_t loop;
+	const struct config *cfg;
+	const struct ingest_opts *opts;
+	struct watcher *watcher;
+	struct hasher *hasher;
+	struct db *db;
+	struct catalog *catalog;
+	struct metrics *metrics;
+	uv_signal_t sigterm, sigint, sighup;
+	uv_timer_t maint;      /* daily partitions, held-file retries */
+	uv_timer_t stop_timer; /* bounds a graceful stop */
+	struct infile *files;  /* every infile not yet freed */
+	unsigned n_files;
+	unsigned n_confirms;   /* after_ingest confirmations not yet answered */
+	unsigned n_closing;    /* stages whose close callback is outstanding */
+	uint64_t maint_ticks;
+	uint64_t db_down_since; /* uv_hrtime() when the database went away, 0 when up */
+	bool scan_done;        /* oneshot: the watcher finished its pass */
+	bool stopping;
+	int exit_code;
+	uint64_t n_ingested, n_already, n_failed, n_hashed;
+	struct histogram latency; /* finished -> committed, seconds */
+	struct folder_stats *fstats;
+	size_t n_fstats;
+};
+
+#define MAX_CATALOG_ATTEMPTS 3
+#define STOP_GRACE_MS 15000
+
+/* ingest.c */
+void ingest_watcher_event(struct watcher *w, enum watcher_event ev, const struct watch_file *wf,
+			  void *arg);
+void ingest_retry_held(struct ingest *ing);
+void ingest_confirm_move(struct ingest *ing, const char *asset_id);
+struct folder_stats *ingest_folder_stats(struct ingest *ing, const struct folder_cfg *folder);
+void ingest_free_files(struct ingest *ing);
+
+/* daemon.c */
+void ingest_maybe_finish(struct ingest *ing);
+
+#endif
