@@ -89,6 +89,13 @@ void catalog_set_startup_cbs(struct catalog *c, catalog_tenant_cb tenant_cb,
 /* Create partitions for the current and next month (the daemon calls this daily too). */
 void catalog_ensure_partitions(struct catalog *c);
 unsigned catalog_held(const struct catalog *c); /* files waiting for the database */
+/*
+ * Reload: use ncfg from now on (batch limits, tenants, folders; it must
+ * outlive the catalogue or the next call) and upsert its tenants again, which
+ * reports their is_active through tenant_cb. Requests already queued keep
+ * what they were built with.
+ */
+void catalog_set_config(struct catalog *c, const struct config *ncfg);
 void catalog_close(struct catalog *c);
 
 #endif

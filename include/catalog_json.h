@@ -57,5 +57,7 @@ enum catalog_outcome catalog_outcome_of(const char *s);
 void catrow_path(char *out, size_t outsz, const char *text, const char *hex);
 void catrow_record(PGresult *res, int row, struct catalog_result *r);
 void catrow_lookup(PGresult *res, int row, struct catalog_result *r);
+/* 8-4-4-4-12 hex digits: what PostgreSQL's uuid input takes from us. */
+bool uuid_valid(const char *s);
 
 #endif

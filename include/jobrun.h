@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define JOBRUN_ERR_MAX 4096                 /* stderr bytes kept */
+#define JOBRUN_ERR_MAX 4096		   /* stderr bytes kept */
 #define JOBRUN_OUT_MAX (64u * 1024 * 1024) /* stdout bytes kept when collected */
 
 struct jobrun;
@@ -27,22 +27,22 @@ typedef void (*jobrun_done_cb)(struct jobrun *r, void *arg);
 struct jobrun {
 	uv_process_t proc;
 	uv_pipe_t outpipe, errpipe;
-	uv_timer_t timer;         /* the timeout */
-	int nopen;                /* handles still to be closed */
-	bool exited;              /* exit_cb ran */
-	bool timed_out;           /* killed because the timeout expired */
-	bool killed;              /* killed by jobrun_kill */
-	int spawn_error;          /* libuv error of uv_spawn, 0 when it ran */
+	uv_timer_t timer; /* the timeout */
+	int nopen;	  /* handles still to be closed */
+	bool exited;	  /* exit_cb ran */
+	bool timed_out;	  /* killed because the timeout expired */
+	bool killed;	  /* killed by jobrun_kill */
+	int spawn_error;  /* libuv error of uv_spawn, 0 when it ran */
 	int64_t exit_status;
 	int term_signal;
-	char *out;                /* collected stdout, NUL-terminated (collect mode) */
+	char *out; /* collected stdout, NUL-terminated (collect mode) */
 	size_t outlen, outcap;
 	bool out_truncated;
-	char line[1024];          /* partial stdout line (line mode) */
+	char line[1024]; /* partial stdout line (line mode) */
 	size_t linelen;
 	char err[JOBRUN_ERR_MAX]; /* first bytes of stderr, NUL-terminated */
 	size_t errlen;
-	jobrun_line_cb line_cb;   /* NULL = collect stdout */
+	jobrun_line_cb line_cb; /* NULL = collect stdout */
 	jobrun_done_cb done_cb;
 	void *arg;
 };

@@ -18,11 +18,11 @@
 enum {
 	CLAIM_ID = 0,
 	CLAIM_TYPE,
-	CLAIM_INPUT,         /* ingest_jobs.input_path, may be NULL */
-	CLAIM_ATTEMPT,       /* attempts after this claim: the claim's number */
-	CLAIM_ASSET_ID,      /* may be NULL */
+	CLAIM_INPUT,	/* ingest_jobs.input_path, may be NULL */
+	CLAIM_ATTEMPT,	/* attempts after this claim: the claim's number */
+	CLAIM_ASSET_ID, /* may be NULL */
 	CLAIM_TENANT_CODE,
-	CLAIM_YYYYMM,        /* "YYYY/MM" of the asset's creation (UTC) */
+	CLAIM_YYYYMM,	     /* "YYYY/MM" of the asset's creation (UTC) */
 	CLAIM_ORIGINAL_PATH, /* the asset's primary original location, may be NULL */
 	CLAIM_NCOLS
 };
@@ -42,8 +42,8 @@ int jobsql_claim(struct db *db, const char *worker, int n, db_result_cb cb, void
 	__attribute__((warn_unused_result));
 /* ids: the running jobs as an array literal, "{id,id,...}". Only those stay
  * fresh: a job this worker gave up on (its outcome refused) goes stale. */
-int jobsql_heartbeat(struct db *db, const char *worker, const char *ids, db_result_cb cb,
-		     void *arg) __attribute__((warn_unused_result));
+int jobsql_heartbeat(struct db *db, const char *worker, const char *ids, db_result_cb cb, void *arg)
+	__attribute__((warn_unused_result));
 int jobsql_reclaim(struct db *db, int stale_ms, db_result_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 int jobsql_progress(struct db *db, const struct jobref *j, int pct, db_result_cb cb, void *arg)
@@ -57,15 +57,15 @@ int jobsql_store_metadata(struct db *db, const struct jobref *j, const char *pro
 			  const char *mediainfo_json, db_result_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 struct jobsql_derivative {
-	const char *kind;         /* "thumbnail" | "proxy" */
-	const char *asset_type;   /* "image" | "video" | "audio" */
+	const char *kind;	/* "thumbnail" | "proxy" */
+	const char *asset_type; /* "image" | "video" | "audio" */
 	const char *path;
 	const char *filename;
 	const char *url;
 	const char *content_type;
 	int64_t size;
 	const char *sha256;
-	const char *media_kind;   /* what the input was */
+	const char *media_kind; /* what the input was */
 };
 int jobsql_store_derivative(struct db *db, const struct jobref *j,
 			    const struct jobsql_derivative *d, db_result_cb cb, void *arg)

@@ -130,8 +130,11 @@ END
 $$;
 
 CREATE FUNCTION mam_ingest_set(files jsonb) RETURNS SETOF mam_ingest_row
-LANGUAGE sql AS $$
-	WITH src AS (
+LANGUAGE plpgsql AS $$
+BEGIN
+	-- plpgsql rather than sql: the plan of this statement is cached for the
+	-- session, where a SQL function would plan it again on every call.
+	RETURN QUERY WITH src AS (
 		SELECT (x.o - 1)::int AS i, x.e AS f, t.id AS tid,
 		       mam_ingest_key(x.e->>'tenant', x.e->>'folder', x.e->>'relpath',
 				      x.e->>'relpath_hex', (x.e->>'dev')::bigint,
@@ -247,7 +250,8 @@ LANGUAGE sql AS $$
 		       NULL::text, encode(d.fbytes, 'hex'), d.nj
 		  FROM ins d) u
 	 WHERE (SELECT ok FROM chk)
-	 ORDER BY 1
+	 ORDER BY 1;
+END
 $$;
 
 -- Record a batch of hashed files. files is a JSON array of objects:

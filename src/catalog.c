@@ -33,24 +33,32 @@
 /* Wait before resending a batch that hit a transient error (deadlock, read-only...). */
 #define RETRY_MS 1000
 
-enum kind { K_RECORD, K_LOOKUP, K_CONFIRM, K_NQUEUES, K_TENANTS = K_NQUEUES, K_PARTITIONS, K_MOVES };
+enum kind {
+	K_RECORD,
+	K_LOOKUP,
+	K_CONFIRM,
+	K_NQUEUES,
+	K_TENANTS = K_NQUEUES,
+	K_PARTITIONS,
+	K_MOVES
+};
 
 struct item {
 	struct item *next;
 	catalog_cb cb;
 	catalog_lookup_cb lookup_cb;
 	void *arg;
-	char *json;             /* array element (record, lookup) or asset id (confirm) */
+	char *json; /* array element (record, lookup) or asset id (confirm) */
 };
 
 struct batch {
 	struct batch *next;
-	struct catalog *cat;    /* NULL once the catalogue closed: freed when the db answers */
+	struct catalog *cat; /* NULL once the catalogue closed: freed when the db answers */
 	enum kind kind;
 	bool inflight;
 	unsigned n;
 	struct item **items;
-	char *param;            /* for the start-up kinds */
+	char *param; /* for the start-up kinds */
 };
 
 struct queue {
@@ -62,17 +70,18 @@ struct catalog {
 	uv_loop_t *loop;
 	const struct config *cfg;
 	struct db *db;
-	uv_timer_t timer;       /* closes open queues after batch_max_ms */
-	uv_timer_t retry;       /* resends after a transient statement error */
+	uv_timer_t timer; /* closes open queues after batch_max_ms */
+	uv_timer_t retry; /* resends after a transient statement error */
 	int open_handles;
 	struct queue q[K_NQUEUES];
 	struct batch *bhead, *btail;
-	unsigned inflight;      /* batches on the wire */
-	unsigned held;          /* record requests not answered yet */
+	unsigned inflight; /* batches on the wire */
+	unsigned held;	   /* record requests not answered yet */
+	unsigned lookups;  /* lookup requests not answered yet */
 	catalog_tenant_cb tenant_cb;
 	catalog_pending_move_cb pending_move_cb;
 	void *startup_arg;
-	bool moves_reported;    /* the pending-move listing ran once: ingest owns them now */
+	bool moves_reported; /* the pending-move listing ran once: ingest owns them now */
 	char node[256];
 };
 
@@ -205,8 +214,8 @@ static void enqueue(struct catalog *c, enum kind k, struct item *it)
 		queue_close(c, k);
 		pump(c);
 	} else if (!uv_is_active((uv_handle_t *)&c->timer)) {
-		uv_timer_start(&c->timer, on_timer, (uint64_t)(c->cfg->batch_max_ms > 0 ?
-							       c->cfg->batch_max_ms : 0), 0);
+		uv_timer_start(&c->timer, on_timer,
+			       (uint64_t)(c->cfg->batch_max_ms > 0 ? c->cfg->batch_max_ms : 0), 0);
 	}
 }
 
@@ -237,10 +246,10 @@ static void deliver(struct catalog *c, struct batch *b, unsigned i, bool known,
 {
 	struct item *it = b->items[i];
 
-	if (b->kind == K_RECORD && c)
+	if (b->kind == K_RECORD)
 		c->held--;
-	if (!c)
-		return; /* closed: the owner is gone */
+	else if (b->kind == K_LOOKUP)
+		c->lookups--;
 	if (b->kind == K_LOOKUP) {
 		if (it->lookup_cb)
 			it->lookup_cb(known, r, it->arg);
@@ -339,13 +348,15 @@ static void answer_startup(struct catalog *c, struct batch *b, PGresult *res)
 			log_info("catalog", "%d post-ingest actions were not confirmed; repairing",
 				 rows);
 		for (row = 0; row < rows; row++) {
-			const struct folder_cfg *f =
-				find_folder(c->cfg, PQgetvalue(res, row, 0), PQgetvalue(res, row, 1));
+			const struct folder_cfg *f = find_folder(c->cfg, PQgetvalue(res, row, 0),
+								 PQgetvalue(res, row, 1));
 
 			if (!f)
 				continue;
-			catrow_path(src, sizeof src, PQgetvalue(res, row, 3), PQgetvalue(res, row, 4));
-			catrow_path(dst, sizeof dst, PQgetvalue(res, row, 5), PQgetvalue(res, row, 6));
+			catrow_path(src, sizeof src, PQgetvalue(res, row, 3),
+				    PQgetvalue(res, row, 4));
+			catrow_path(dst, sizeof dst, PQgetvalue(res, row, 5),
+				    PQgetvalue(res, row, 6));
 			if (c->pending_move_cb)
 				c->pending_move_cb(f, PQgetvalue(res, row, 2), src, dst,
 						   PQgetvalue(res, row, 7), c->startup_arg);
@@ -365,8 +376,7 @@ static bool transient(PGresult *res)
 	/* 40: serialization/deadlock; 53: resources; 57P0x: shutdown; 08: connection;
 	 * 25006: read-only (a standby after failover, until the connection moves). */
 	return strncmp(st, "40", 2) == 0 || strncmp(st, "53", 2) == 0 ||
-	       strncmp(st, "57P0", 4) == 0 || strncmp(st, "08", 2) == 0 ||
-	       strcmp(st, "25006") == 0;
+	       strncmp(st, "57P0", 4) == 0 || strncmp(st, "08", 2) == 0 || strcmp(st, "25006") == 0;
 }
 
 static void batch_cb(PGresult *res, const char *error, void *arg)
@@ -394,8 +404,11 @@ static void batch_cb(PGresult *res, const char *error, void *arg)
 	batch_unlink(c, b);
 	if (error) {
 		log_error("catalog", "%s statement failed: %s",
-			  b->kind == K_RECORD ? "catalogue" : b->kind == K_LOOKUP ? "lookup"
-			  : b->kind == K_CONFIRM ? "confirm" : "start-up", error);
+			  b->kind == K_RECORD	 ? "catalogue"
+			  : b->kind == K_LOOKUP	 ? "lookup"
+			  : b->kind == K_CONFIRM ? "confirm"
+						 : "start-up",
+			  error);
 		if (b->kind < K_NQUEUES)
 			fail_batch(c, b, error);
 	} else if (b->kind < K_NQUEUES) {
@@ -488,6 +501,10 @@ int catalog_lookup(struct catalog *c, const struct folder_cfg *folder, const cha
 	struct sbuf sb = {0};
 	struct item *it;
 
+	/* Bounded like records: while the database is away the caller hashes
+	 * instead (and its record is held or refused in turn). */
+	if (c->cfg->max_held_files > 0 && c->lookups >= (unsigned)c->cfg->max_held_files)
+		return -EAGAIN;
 	catjson_lookup(&sb, folder, relpath, id);
 	it = sb.oom ? NULL : calloc(1, sizeof *it);
 	if (!it) {
@@ -497,25 +514,9 @@ int catalog_lookup(struct catalog *c, const struct folder_cfg *folder, const cha
 	it->json = sb.p;
 	it->lookup_cb = cb;
 	it->arg = arg;
+	c->lookups++;
 	enqueue(c, K_LOOKUP, it);
 	return 0;
-}
-
-static bool uuid_ok(const char *s)
-{
-	size_t i;
-
-	if (!s || strlen(s) != 36)
-		return false;
-	for (i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return false;
-		} else if (!strchr("0123456789abcdefABCDEF", s[i])) {
-			return false;
-		}
-	}
-	return true;
 }
 
 int catalog_confirm_move(struct catalog *c, const char *asset_id, catalog_cb cb, void *arg)
@@ -523,7 +524,7 @@ int catalog_confirm_move(struct catalog *c, const char *asset_id, catalog_cb cb,
 	struct item *it;
 
 	/* Checked here: one malformed id in the uuid[] would fail the whole batch. */
-	if (!uuid_ok(asset_id))
+	if (!uuid_valid(asset_id))
 		return -EINVAL;
 	it = calloc(1, sizeof *it);
 	if (!it || !(it->json = strdup(asset_id))) {
@@ -538,14 +539,18 @@ int catalog_confirm_move(struct catalog *c, const char *asset_id, catalog_cb cb,
 
 /* ---- start-up work ------------------------------------------------------ */
 
-/* Put a start-up statement at the front, unless one of its kind is waiting. */
+/* Put a start-up statement at the front (param: its jsonb, NULL for none). */
 static void startup_add(struct catalog *c, enum kind k, char *param)
 {
 	struct batch *b;
 
+	/* One waiting is enough; it takes the newest parameter (a reload's tenants). */
 	for (b = c->bhead; b; b = b->next) {
-		if (b->kind == k) {
-			free(param);
+		if (b->kind == k && !b->inflight) {
+			if (param) {
+				free(b->param);
+				b->param = param;
+			}
 			return;
 		}
 	}
@@ -601,6 +606,23 @@ void catalog_set_startup_cbs(struct catalog *c, catalog_tenant_cb tenant_cb,
 	c->tenant_cb = tenant_cb;
 	c->pending_move_cb = pending_move_cb;
 	c->startup_arg = arg;
+}
+
+void catalog_set_config(struct catalog *c, const struct config *ncfg)
+{
+	char *tp;
+
+	c->cfg = ncfg;
+	if (ncfg->node_name && *ncfg->node_name)
+		snprintf(c->node, sizeof c->node, "%s", ncfg->node_name);
+	/* Added tenants, is_active or quota changes: the same upsert as at start. */
+	tp = catjson_tenants(ncfg);
+	if (!tp) {
+		log_error("catalog", "out of memory building the tenant list");
+		return;
+	}
+	startup_add(c, K_TENANTS, tp);
+	pump(c);
 }
 
 unsigned catalog_held(const struct catalog *c)

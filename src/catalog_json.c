@@ -3,11 +3,10 @@
  * result rows read back (column positions match the SELECTs in catalog.c).
  *
  * The JSON is hand-written because it is only ever written, never parsed
- * (results come back as rows), and it must be
- * exact about bytes: drop folders accept any name the filesystem allows,
- * PostgreSQL refuses text that is not valid UTF-8, and a name must still lead
- * a user back to the file. See catalog_json.h for the encoding of names that
- * are not UTF-8.
+ * (results come back as rows), and it must be exact about bytes: drop folders
+ * accept any name the filesystem allows, PostgreSQL refuses text that is not
+ * valid UTF-8, and a name must still lead a user back to the file. See
+ * catalog_json.h for the encoding of names that are not UTF-8.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -365,9 +364,12 @@ enum catalog_outcome catalog_outcome_of(const char *s)
 		const char *name;
 		enum catalog_outcome o;
 	} map[] = {
-		{"ingested", CAT_INGESTED},          {"already", CAT_ALREADY},
-		{"dup_skipped", CAT_DUP_SKIPPED},    {"dup_quarantine", CAT_DUP_QUARANTINE},
-		{"over_quota", CAT_OVER_QUOTA},      {"tenant_inactive", CAT_TENANT_INACTIVE},
+		{"ingested", CAT_INGESTED},
+		{"already", CAT_ALREADY},
+		{"dup_skipped", CAT_DUP_SKIPPED},
+		{"dup_quarantine", CAT_DUP_QUARANTINE},
+		{"over_quota", CAT_OVER_QUOTA},
+		{"tenant_inactive", CAT_TENANT_INACTIVE},
 		{"duplicate_skipped", CAT_DUP_SKIPPED},
 		{"duplicate_quarantined", CAT_DUP_QUARANTINE},
 	};
@@ -410,4 +412,21 @@ void catrow_lookup(PGresult *res, int row, struct catalog_result *r)
 	r->move_pending = PQgetvalue(res, row, 3)[0] == 't';
 	snprintf(r->duplicate_of, sizeof r->duplicate_of, "%s", PQgetvalue(res, row, 5));
 	snprintf(r->sha256, sizeof r->sha256, "%s", PQgetvalue(res, row, 7));
+}
+
+bool uuid_valid(const char *s)
+{
+	size_t i;
+
+	if (!s || strlen(s) != 36)
+		return false;
+	for (i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!strchr("0123456789abcdefABCDEF", s[i])) {
+			return false;
+		}
+	}
+	return true;
 }

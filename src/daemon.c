@@ -19,6 +19,9 @@
 #include "notify.h"
 #include "util.h"
 
+static int sync_folder_stats(struct ingest *ing);
+static void status_update(struct ingest *ing);
+
 /* ---- start-up repair and tenants ------------------------------------------ */
 
 static void tenant_cb(const char *code, bool active, void *arg)
@@ -176,6 +179,7 @@ static void begin_stop(struct ingest *ing)
 	ing->stopping = true;
 	notify_stopping();
 	uv_timer_stop(&ing->maint);
+	uv_timer_stop(&ing->progress);
 	uv_timer_start(&ing->stop_timer, stop_timer_cb, STOP_GRACE_MS, 0);
 	if (ing->watcher)
 		watcher_close(ing->watcher, watcher_closed, ing);
@@ -211,19 +215,174 @@ void ingest_maybe_finish(struct ingest *ing)
 	shutdown_stages(ing);
 }
 
+static void old_watcher_closed(void *arg)
+{
+	(void)arg;
+}
+
+/*
+ * SIGHUP: read the configuration again. An invalid file is reported and the
+ * running configuration kept. A valid one replaces the current config whole:
+ * a new watcher starts on the new folders (its initial scan finds whatever
+ * arrived meanwhile) and the old one closes; files in flight finish under the
+ * config they started with (configs are never freed before exit, so their
+ * folder pointers stay valid), and the ledger keeps a file found by both
+ * watchers exactly once. The database connection string needs a restart.
+ */
+static void reload(struct ingest *ing)
+{
+	struct config_errors errs = {0};
+	struct watcher_opts wopts = {0};
+	struct config *ncfg = NULL, **nv;
+	struct watcher *nw = NULL, *old;
+	size_t i;
+	int rc;
+
+	log_info("ingest", "SIGHUP: reloading \"%s\"", ing->opts->config_path);
+	notify_reloading();
+	rc = config_load(ing->opts->config_path, &ncfg, &errs);
+	for (i = 0; i < errs.n; i++)
+		log_error("config", "%s", errs.msgs[i]);
+	config_errors_free(&errs);
+	if (rc != 0) {
+		log_error("ingest", "reload failed: keeping the running configuration");
+		goto out;
+	}
+	if (strcmp(ncfg->conninfo ? ncfg->conninfo : "",
+		   ing->cfg->conninfo ? ing->cfg->conninfo : "") != 0)
+		log_warnx("ingest", "database.conninfo changed: takes effect at the next restart");
+	nv = realloc(ing->retired, (ing->n_retired + 1) * sizeof *nv);
+	if (!nv) {
+		config_free(ncfg);
+		log_error("ingest", "reload failed: out of memory");
+		goto out;
+	}
+	ing->retired = nv;
+	rc = watcher_create(&ing->loop, ncfg, &wopts, ingest_watcher_event, ing, &nw);
+	if (rc != 0) {
+		log_error("ingest", "reload failed: could not create the watcher: %s",
+			  strerror(-rc));
+		config_free(ncfg);
+		goto out;
+	}
+	/* Commit to the new config: nothing below can fail back to the old one. */
+	if (ing->owned_cfg)
+		ing->retired[ing->n_retired++] = ing->owned_cfg;
+	ing->owned_cfg = ncfg;
+	ing->cfg = ncfg;
+	ing->gen++;
+	if (sync_folder_stats(ing) != 0)
+		log_error("ingest", "out of memory while updating folder counters");
+	if (ing->catalog)
+		catalog_set_config(ing->catalog, ncfg);
+	old = ing->watcher;
+	ing->watcher = nw;
+	watcher_close(old, old_watcher_closed, NULL);
+	rc = watcher_start(nw);
+	if (rc != 0)
+		log_error("ingest", "could not start watching after reload: %s", strerror(-rc));
+	/* Upsert new tenants, read is_active, then retry held files. */
+	if (ing->db && db_state(ing->db) == DB_READY)
+		catalog_db_ready(ing->catalog);
+	ingest_retry_held(ing);
+	log_info("ingest", "configuration reloaded: %zu tenants", ncfg->n_tenants);
+out:
+	notify_ready();
+	status_update(ing);
+}
+
 static void signal_cb(uv_signal_t *s, int signum)
 {
 	struct ingest *ing = s->data;
 
 	if (signum == SIGHUP) {
-		log_info("ingest", "SIGHUP: retrying held files and rescanning every folder");
-		ingest_retry_held(ing);
-		if (ing->watcher)
-			watcher_rescan_all(ing->watcher);
+		if (ing->stopping || ing->opts->oneshot)
+			return;
+		reload(ing);
 		return;
 	}
 	log_info("ingest", "%s: stopping", strsignal(signum));
 	begin_stop(ing);
+}
+
+/*
+ * Counters are kept per (tenant, folder) across reloads: an entry points at
+ * the current config's folder_cfg, or at nothing once a reload removed it.
+ */
+static int sync_folder_stats(struct ingest *ing)
+{
+	const struct config *cfg = ing->cfg;
+	size_t t, k, i;
+
+	for (i = 0; i < ing->n_fstats; i++)
+		ing->fstats[i]->folder = NULL;
+	for (t = 0; t < cfg->n_tenants; t++) {
+		for (k = 0; k < cfg->tenants[t].n_folders; k++) {
+			const struct folder_cfg *f = &cfg->tenants[t].folders[k];
+			struct folder_stats *fs = NULL, **nv;
+
+			for (i = 0; i < ing->n_fstats && !fs; i++)
+				if (strcmp(ing->fstats[i]->tenant, f->tenant->code) == 0 &&
+				    strcmp(ing->fstats[i]->path, f->path) == 0)
+					fs = ing->fstats[i];
+			if (!fs) {
+				nv = realloc(ing->fstats, (ing->n_fstats + 1) * sizeof *nv);
+				if (!nv)
+					return -ENOMEM;
+				ing->fstats = nv;
+				fs = calloc(1, sizeof *fs);
+				if (!fs)
+					return -ENOMEM;
+				ing->fstats[ing->n_fstats++] = fs;
+				fs->tenant = strdup(f->tenant->code);
+				fs->path = strdup(f->path);
+				if (!fs->tenant || !fs->path)
+					return -ENOMEM;
+			}
+			fs->folder = f;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Progress of long work (a first scan of 100k files, a backlog after an
+ * outage): while more than PROGRESS_MIN files are in the pipeline, log done /
+ * total, rate and ETA every PROGRESS_MS and put it in the sd_notify STATUS.
+ */
+#define PROGRESS_MIN 100
+#define PROGRESS_MS 5000
+
+static void progress_cb(uv_timer_t *t)
+{
+	struct ingest *ing = container_of(t, struct ingest, progress);
+	uint64_t done = ing->n_done_files - ing->progress_base;
+	double secs = (double)(uv_hrtime() - ing->progress_t0) / 1e9;
+	double rate = secs > 0 ? (double)done / secs : 0;
+	uint64_t total = done + ing->n_files;
+
+	if (ing->n_files == 0) {
+		log_info("ingest", "progress: backlog drained: %llu files in %.1f s (%.0f files/s)",
+			 (unsigned long long)done, secs, rate);
+		uv_timer_stop(t);
+		status_update(ing);
+		return;
+	}
+	log_info("ingest", "progress: %llu of %llu files (%.0f files/s, about %.0f s left)",
+		 (unsigned long long)done, (unsigned long long)total, rate,
+		 rate > 0 ? (double)ing->n_files / rate : -1.0);
+	notify_status("working through a backlog: %llu of %llu files, %.0f files/s",
+		      (unsigned long long)done, (unsigned long long)total, rate);
+}
+
+void ingest_backlog_check(struct ingest *ing)
+{
+	if (ing->n_files < PROGRESS_MIN || uv_is_active((uv_handle_t *)&ing->progress) ||
+	    ing->stopping || ing->opts->no_db)
+		return;
+	ing->progress_base = ing->n_done_files;
+	ing->progress_t0 = uv_hrtime();
+	uv_timer_start(&ing->progress, progress_cb, PROGRESS_MS, PROGRESS_MS);
 }
 
 /* ---- /metrics and /healthz -------------------------------------------------- */
@@ -245,12 +404,12 @@ static bool health_check(char *reason, size_t sz, void *arg)
 	return true;
 }
 
-static void folder_labels(struct mbuf *b, const struct folder_cfg *f)
+static void folder_labels(struct mbuf *b, const struct folder_stats *fs)
 {
 	mbuf_printf(b, "tenant=\"");
-	mbuf_label(b, f->tenant->code);
+	mbuf_label(b, fs->tenant);
 	mbuf_printf(b, "\",folder=\"");
-	mbuf_label(b, f->path);
+	mbuf_label(b, fs->path);
 	mbuf_printf(b, "\"");
 }
 
@@ -261,10 +420,10 @@ static void render_counter(struct mbuf *b, struct ingest *ing, const char *name,
 
 	mbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
 	for (i = 0; i < ing->n_fstats; i++) {
-		const char *base = (const char *)&ing->fstats[i];
+		const char *base = (const char *)ing->fstats[i];
 
 		mbuf_printf(b, "%s{", name);
-		folder_labels(b, ing->fstats[i].folder);
+		folder_labels(b, ing->fstats[i]);
 		if (is_double)
 			mbuf_printf(b, "} %.6f\n", *(const double *)(base + off));
 		else
@@ -302,8 +461,8 @@ static void render_metrics(struct mbuf *b, void *arg)
 		       "# TYPE mam_ingest_files_held gauge\n");
 	for (i = 0; i < ing->n_fstats; i++) {
 		mbuf_printf(b, "mam_ingest_files_held{");
-		folder_labels(b, ing->fstats[i].folder);
-		mbuf_printf(b, "} %u\n", ing->fstats[i].held);
+		folder_labels(b, ing->fstats[i]);
+		mbuf_printf(b, "} %u\n", ing->fstats[i]->held);
 	}
 	if (ing->watcher)
 		watcher_get_stats(ing->watcher, &ws);
@@ -380,23 +539,17 @@ int ingest_main(const struct config *cfg, const struct ingest_opts *opts)
 
 	if (!ing)
 		return 1;
-	for (size_t t = 0; t < cfg->n_tenants; t++)
-		ing->n_fstats += cfg->tenants[t].n_folders;
-	ing->fstats = calloc(ing->n_fstats ? ing->n_fstats : 1, sizeof *ing->fstats);
-	if (!ing->fstats) {
+	ing->cfg = cfg;
+	ing->opts = opts;
+	if (sync_folder_stats(ing) != 0) {
 		free(ing);
 		return 1;
 	}
-	ing->n_fstats = 0;
-	for (size_t t = 0; t < cfg->n_tenants; t++)
-		for (size_t k = 0; k < cfg->tenants[t].n_folders; k++)
-			ing->fstats[ing->n_fstats++].folder = &cfg->tenants[t].folders[k];
-	ing->cfg = cfg;
-	ing->opts = opts;
 	signal(SIGPIPE, SIG_IGN);
 	uv_loop_init(&ing->loop);
 	uv_timer_init(&ing->loop, &ing->maint);
 	uv_timer_init(&ing->loop, &ing->stop_timer);
+	uv_timer_init(&ing->loop, &ing->progress);
 	uv_signal_init(&ing->loop, &ing->sigterm);
 	uv_signal_init(&ing->loop, &ing->sigint);
 	uv_signal_init(&ing->loop, &ing->sighup);
@@ -430,7 +583,16 @@ int ingest_main(const struct config *cfg, const struct ingest_opts *opts)
 			 (unsigned long long)ing->n_hashed, (unsigned long long)ing->n_ingested,
 			 (unsigned long long)ing->n_already, (unsigned long long)ing->n_failed);
 	ingest_free_files(ing);
+	for (size_t i = 0; i < ing->n_fstats; i++) {
+		free(ing->fstats[i]->tenant);
+		free(ing->fstats[i]->path);
+		free(ing->fstats[i]);
+	}
 	free(ing->fstats);
+	for (size_t i = 0; i < ing->n_retired; i++)
+		config_free(ing->retired[i]);
+	free(ing->retired);
+	config_free(ing->owned_cfg);
 	free(ing);
 	return rc;
 }

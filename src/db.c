@@ -38,8 +38,8 @@
 struct stmt {
 	db_result_cb cb;
 	void *arg;
-	PGresult *res;          /* the statement's result, kept until its sync */
-	bool got_end;           /* its results ended (NULL seen); waiting for the sync */
+	PGresult *res; /* the statement's result, kept until its sync */
+	bool got_end;  /* its results ended (NULL seen); waiting for the sync */
 	struct stmt *next;
 };
 
@@ -59,14 +59,14 @@ struct db {
 	void *state_arg;
 	db_notify_cb notify_cb;
 	void *notify_arg;
-	struct db_poll *poll;   /* NULL when no socket is watched */
-	int poll_events;        /* UV_READABLE/UV_WRITABLE currently asked for */
-	uv_timer_t timer;       /* reconnect backoff, connect timeout, deferred failure */
+	struct db_poll *poll; /* NULL when no socket is watched */
+	int poll_events;      /* UV_READABLE/UV_WRITABLE currently asked for */
+	uv_timer_t timer;     /* reconnect backoff, connect timeout, deferred failure */
 	unsigned backoff_ms;
-	bool broken;            /* a send failed; the timer (0 ms) tears the connection down */
+	bool broken; /* a send failed; the timer (0 ms) tears the connection down */
 	struct stmt *head, *tail;
 	unsigned inflight;
-	unsigned open_handles;  /* timer + poll handles not yet closed */
+	unsigned open_handles; /* timer + poll handles not yet closed */
 	bool closing;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -298,8 +298,7 @@ static void connected(struct db *db)
 		return;
 	}
 	db->backoff_ms = BACKOFF_MIN_MS;
-	log_info("db", "connected to %s (server %d)", PQhost(db->conn),
-		 PQserverVersion(db->conn));
+	log_info("db", "connected to %s (server %d)", PQhost(db->conn), PQserverVersion(db->conn));
 	set_state(db, DB_READY);
 }
 
@@ -309,18 +308,14 @@ static void db_connect_step(struct db *db, PostgresPollingStatusType st)
 	int r;
 
 	switch (st) {
-	case PGRES_POLLING_OK:
-		connected(db);
-		return;
+	case PGRES_POLLING_OK: connected(db); return;
 	case PGRES_POLLING_READING:
 	case PGRES_POLLING_WRITING:
 		r = poll_watch(db, st == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE, true);
 		if (r != 0)
 			conn_lost(db, "could not watch the connection");
 		return;
-	default:
-		conn_lost(db, "could not connect to the database");
-		return;
+	default: conn_lost(db, "could not connect to the database"); return;
 	}
 }
 
@@ -338,7 +333,10 @@ static void stmt_done(struct db *db)
 		err = "statement returned no result";
 	else if (PQresultStatus(s->res) != PGRES_TUPLES_OK &&
 		 PQresultStatus(s->res) != PGRES_COMMAND_OK)
-		err = PQresultErrorMessage(s->res);
+		/* The primary message is one line; the full one adds LINE/caret lines. */
+		err = PQresultErrorField(s->res, PG_DIAG_MESSAGE_PRIMARY)
+			      ? PQresultErrorField(s->res, PG_DIAG_MESSAGE_PRIMARY)
+			      : PQresultErrorMessage(s->res);
 	if (err && !*err)
 		err = PQresStatus(PQresultStatus(s->res));
 	s->cb(s->res, err, s->arg);
@@ -494,8 +492,8 @@ static void defer_failure(struct db *db)
 	uv_timer_start(&db->timer, on_timer, 0, 0);
 }
 
-int db_exec(struct db *db, const char *sql, int nparams, const char *const *params,
-	    db_result_cb cb, void *arg)
+int db_exec(struct db *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
+	    void *arg)
 {
 	struct stmt *s;
 

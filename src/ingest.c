@@ -42,6 +42,36 @@ static void infile_free(struct infile *f)
 }
 
 
+/*
+ * After a reload the watcher is a new one that knows only the new config's
+ * folders; a file still in flight from before belongs to the old generation.
+ * The new watcher's initial scan finds such a file again if it is still
+ * there, and the ledger makes the second pass idempotent, so the old
+ * generation's verdicts are simply not passed on.
+ */
+static bool file_current(const struct infile *f)
+{
+	return f->gen == f->ing->gen && f->ing->watcher;
+}
+
+static void file_done(struct infile *f)
+{
+	if (file_current(f))
+		watcher_file_done(f->ing->watcher, f->folder, f->relpath);
+}
+
+static void file_retry(struct infile *f)
+{
+	if (file_current(f))
+		watcher_file_retry(f->ing->watcher, f->folder, f->relpath);
+}
+
+static void file_forget(struct infile *f)
+{
+	if (file_current(f))
+		watcher_file_forget(f->ing->watcher, f->folder, f->relpath);
+}
+
 static const char *const state_names[] = {"lookup",  "hashing", "recording",
 					  "posting", "held",    "done"};
 
@@ -59,6 +89,7 @@ static void infile_set_state(struct infile *f, enum infile_state st)
 	if (st == IF_DONE) {
 		struct ingest *ing = f->ing;
 
+		ing->n_done_files++;
 		infile_free(f);
 		ingest_maybe_finish(ing);
 	}
@@ -94,11 +125,11 @@ static void quarantine_cb(const struct post_result *res, void *arg)
 		f->stats->quarantined++;
 		log_warnx("ingest", "%s \"%s\": quarantined to \"%s\"", f->folder->tenant->code,
 			  log_escape(f->relpath, esc, sizeof esc), res->final_path);
-		watcher_file_forget(f->ing->watcher, f->folder, f->relpath);
+		file_forget(f);
 	} else {
 		log_error("ingest", "%s \"%s\": could not quarantine: %s", f->folder->tenant->code,
 			  log_escape(f->relpath, esc, sizeof esc), res->error);
-		watcher_file_done(f->ing->watcher, f->folder, f->relpath);
+		file_done(f);
 	}
 	infile_set_state(f, IF_DONE);
 }
@@ -123,7 +154,7 @@ static void quarantine(struct infile *f, const char *reason)
 			NULL, json, quarantine_cb, f) != 0) {
 		log_error("ingest", "could not start quarantine of \"%s\"",
 			  log_escape(f->relpath, esc, sizeof esc));
-		watcher_file_done(f->ing->watcher, f->folder, f->relpath);
+		file_done(f);
 		infile_set_state(f, IF_DONE);
 	}
 }
@@ -158,12 +189,12 @@ static void on_post_done(const struct post_result *res, void *arg)
 		log_error("ingest", "%s \"%s\": after_ingest failed, will retry at next start: %s",
 			  f->folder->tenant->code, log_escape(f->relpath, esc, sizeof esc),
 			  res->error);
-		watcher_file_done(f->ing->watcher, f->folder, f->relpath);
+		file_done(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	}
 	ingest_confirm_move(f->ing, f->asset_id);
-	watcher_file_forget(f->ing->watcher, f->folder, f->relpath);
+	file_forget(f);
 	infile_set_state(f, IF_DONE);
 }
 
@@ -178,7 +209,7 @@ static void start_post(struct infile *f)
 			NULL, on_post_done, f) != 0) {
 		log_error("ingest", "could not start after_ingest for \"%s\"",
 			  log_escape(f->relpath, esc, sizeof esc));
-		watcher_file_done(f->ing->watcher, f->folder, f->relpath);
+		file_done(f);
 		infile_set_state(f, IF_DONE);
 	}
 }
@@ -217,14 +248,14 @@ static void record_cb(const struct catalog_result *r, void *arg)
 			start_post(f);
 			return;
 		}
-		watcher_file_done(ing->watcher, f->folder, f->relpath);
+		file_done(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	case CAT_DUP_SKIPPED:
 		f->stats->duplicates++;
 		log_info("ingest", "%s \"%s\": duplicate of asset %s, skipped",
 			 f->folder->tenant->code, esc, r->duplicate_of);
-		watcher_file_done(ing->watcher, f->folder, f->relpath);
+		file_done(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	case CAT_DUP_QUARANTINE:
@@ -241,8 +272,9 @@ static void record_cb(const struct catalog_result *r, void *arg)
 	case CAT_TENANT_INACTIVE:
 		log_info("ingest", "%s \"%s\": tenant is inactive; not catalogued",
 			 f->folder->tenant->code, esc);
-		watcher_set_tenant_active(ing->watcher, f->folder->tenant->code, false);
-		watcher_file_forget(ing->watcher, f->folder, f->relpath);
+		if (ing->watcher)
+			watcher_set_tenant_active(ing->watcher, f->folder->tenant->code, false);
+		file_forget(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	case CAT_FAILED:
@@ -281,7 +313,7 @@ static void start_record(struct infile *f)
 	if (rc != 0) {
 		/* -EAGAIN: too many files held while the database is away. Let the
 		 * watcher settle it again later; it is still on disk. */
-		watcher_file_retry(f->ing->watcher, f->folder, f->relpath);
+		file_retry(f);
 		infile_set_state(f, IF_DONE);
 	}
 }
@@ -323,14 +355,14 @@ static void hash_cb(const struct hash_result *res, void *arg)
 	if (res->status == -ESTALE) {
 		log_info("ingest", "%s \"%s\": changed while hashed; settling again",
 			 f->folder->tenant->code, esc);
-		watcher_file_retry(ing->watcher, f->folder, f->relpath);
+		file_retry(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	}
 	if (res->status == -ENOENT) {
 		log_info("ingest", "%s \"%s\": vanished before it was catalogued",
 			 f->folder->tenant->code, esc);
-		watcher_file_forget(ing->watcher, f->folder, f->relpath);
+		file_forget(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	}
@@ -365,7 +397,7 @@ static void start_hash(struct infile *f)
 	if (hasher_submit(f->ing->hasher, f->folder->path, f->relpath, &f->id, hash_cb, f) != 0) {
 		log_error("ingest", "could not queue \"%s\" for hashing",
 			  log_escape(f->relpath, esc, sizeof esc));
-		watcher_file_retry(f->ing->watcher, f->folder, f->relpath);
+		file_retry(f);
 		infile_set_state(f, IF_DONE);
 	}
 }
@@ -392,7 +424,7 @@ static void lookup_cb(bool known, const struct catalog_result *r, void *arg)
 	}
 	f->ing->n_already++;
 	f->stats->already++;
-	watcher_file_done(f->ing->watcher, f->folder, f->relpath);
+	file_done(f);
 	infile_set_state(f, IF_DONE);
 }
 
@@ -412,6 +444,7 @@ static struct infile *infile_new(struct ingest *ing, const struct watch_file *wf
 	if (!f)
 		return NULL;
 	f->ing = ing;
+	f->gen = ing->gen;
 	f->folder = wf->folder;
 	f->stats = ingest_folder_stats(ing, wf->folder);
 	f->stats->finished++;
@@ -467,6 +500,7 @@ void ingest_watcher_event(struct watcher *w, enum watcher_event ev, const struct
 			return;
 		}
 		start_lookup(f);
+		ingest_backlog_check(ing);
 		return;
 	case WATCHER_SETTLING:
 		print_line("settling", wf, wf->reason ? wf->reason : "");
@@ -504,9 +538,9 @@ struct folder_stats *ingest_folder_stats(struct ingest *ing, const struct folder
 
 	/* A handful of folders: a linear search beats a hash table here. */
 	for (i = 0; i < ing->n_fstats; i++)
-		if (ing->fstats[i].folder == folder)
-			return &ing->fstats[i];
-	/* ingest_main sized the array for every configured folder. */
+		if (ing->fstats[i]->folder == folder)
+			return ing->fstats[i];
+	/* daemon.c creates an entry for every folder of the current config. */
 	abort();
 }
 

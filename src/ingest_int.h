@@ -42,6 +42,7 @@ struct infile {
 	char *abspath;
 	char *final_path;
 	int attempts;         /* catalogue failures so far */
+	unsigned gen;         /* config generation of folder; see ingest.c watcher_* wrappers */
 	bool over_quota_logged;
 	uint64_t t_finished;  /* uv_hrtime() when the watcher reported it */
 	struct infile *next;  /* on ing->files */
@@ -50,7 +51,8 @@ struct infile {
 
 /* Per drop folder counters for /metrics. */
 struct folder_stats {
-	const struct folder_cfg *folder;
+	const struct folder_cfg *folder; /* in the current config; NULL once removed by a reload */
+	char *tenant, *path;              /* labels, kept across reloads */
 	uint64_t finished, catalogued, already, duplicates, failed, quarantined;
 	uint64_t bytes_hashed;
 	double hash_seconds;
@@ -59,7 +61,7 @@ struct folder_stats {
 
 struct ingest {
 	uv_loop_t loop;
-	const struct config *cfg;
+	const struct config *cfg;     /* current config (swapped whole by a reload) */
 	const struct ingest_opts *opts;
 	struct watcher *watcher;
 	struct hasher *hasher;
@@ -69,6 +71,8 @@ struct ingest {
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t maint;      /* daily partitions, held-file retries */
 	uv_timer_t stop_timer; /* bounds a graceful stop */
+	uv_timer_t progress;   /* runs only while a backlog is being worked off */
+	uint64_t progress_base, progress_t0;
 	struct infile *files;  /* every infile not yet freed */
 	unsigned n_files;
 	unsigned n_confirms;   /* after_ingest confirmations not yet answered */
@@ -79,9 +83,14 @@ struct ingest {
 	bool stopping;
 	int exit_code;
 	uint64_t n_ingested, n_already, n_failed, n_hashed;
+	uint64_t n_done_files; /* infiles that reached IF_DONE, whatever the outcome */
 	struct histogram latency; /* finished -> committed, seconds */
-	struct folder_stats *fstats;
+	struct folder_stats **fstats; /* one per folder ever configured in this process */
 	size_t n_fstats;
+	unsigned gen;                 /* config generation: bumped by every reload */
+	struct config **retired;      /* configs replaced by reloads, freed at exit */
+	size_t n_retired;
+	struct config *owned_cfg;     /* the current config when a reload loaded it */
 };
 
 #define MAX_CATALOG_ATTEMPTS 3
@@ -97,5 +106,7 @@ void ingest_free_files(struct ingest *ing);
 
 /* daemon.c */
 void ingest_maybe_finish(struct ingest *ing);
+/* A file entered the pipeline: start progress reporting when a backlog builds up. */
+void ingest_backlog_check(struct ingest *ing);
 
 #endif

@@ -266,8 +266,7 @@ void jobrun_describe(const struct jobrun *r, const char *what, char *buf, size_t
 	else if (r->term_signal)
 		snprintf(buf, bufsz, "%s was killed by signal %d", what, r->term_signal);
 	else
-		snprintf(buf, bufsz, "%s exited with status %lld", what,
-			 (long long)r->exit_status);
+		snprintf(buf, bufsz, "%s exited with status %lld", what, (long long)r->exit_status);
 }
 
 void jobrun_reset(struct jobrun *r)

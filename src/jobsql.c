@@ -51,8 +51,7 @@ int jobsql_claim(struct db *db, const char *worker, int n, db_result_cb cb, void
 	return db_exec(db, claim_sql, 2, p, cb, arg);
 }
 
-int jobsql_heartbeat(struct db *db, const char *worker, const char *ids, db_result_cb cb,
-		     void *arg)
+int jobsql_heartbeat(struct db *db, const char *worker, const char *ids, db_result_cb cb, void *arg)
 {
 	const char *p[2] = {worker, ids};
 
@@ -98,18 +97,19 @@ int jobsql_store_metadata(struct db *db, const struct jobref *j, const char *pro
 	const char *p[5] = {j->id, j->worker, att, probe_json, mediainfo_json};
 
 	attempt_str(j, att, sizeof att);
-	return db_exec(db,
-		       "SELECT mam_worker_store_metadata($1, $2, $3::int, $4::jsonb, mam_worker_jsonb($5),"
-		       " jsonb_build_object('worker', $2::text))",
-		       5, p, cb, arg);
+	return db_exec(
+		db,
+		"SELECT mam_worker_store_metadata($1, $2, $3::int, $4::jsonb, mam_worker_jsonb($5),"
+		" jsonb_build_object('worker', $2::text))",
+		5, p, cb, arg);
 }
 
 int jobsql_store_derivative(struct db *db, const struct jobref *j,
 			    const struct jobsql_derivative *d, db_result_cb cb, void *arg)
 {
 	char att[16], size[24];
-	const char *p[12] = {j->id, d->kind, d->asset_type, d->path, d->filename, d->url,
-			     size,  d->sha256, d->content_type, d->media_kind, j->worker, att};
+	const char *p[12] = {j->id, d->kind,   d->asset_type,	d->path,       d->filename, d->url,
+			     size,  d->sha256, d->content_type, d->media_kind, j->worker,   att};
 
 	attempt_str(j, att, sizeof att);
 	snprintf(size, sizeof size, "%lld", (long long)d->size);

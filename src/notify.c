@@ -23,8 +23,8 @@
 #include <systemd/sd-daemon.h>
 
 static uv_timer_t wd_timer; /* the watchdog ping timer, when one runs */
-static bool wd_open;        /* wd_timer initialised and not yet closed */
-static bool warned;         /* one warning per process for a failing socket */
+static bool wd_open;	    /* wd_timer initialised and not yet closed */
+static bool warned;	    /* one warning per process for a failing socket */
 
 static bool under_systemd(void)
 {
@@ -85,8 +85,8 @@ void notify_reloading(void)
 	 */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(buf, sizeof buf, "RELOADING=1\nMONOTONIC_USEC=%llu",
-	         (unsigned long long)ts.tv_sec * 1000000ull +
-	             (unsigned long long)ts.tv_nsec / 1000);
+		 (unsigned long long)ts.tv_sec * 1000000ull +
+			 (unsigned long long)ts.tv_nsec / 1000);
 	send_state(buf);
 }
 
@@ -111,7 +111,7 @@ int notify_watchdog_start(uv_loop_t *loop)
 	rc = sd_watchdog_enabled(0, &usec);
 	if (rc < 0) {
 		log_warnx("notify", "invalid watchdog settings from the service manager: %s",
-		          strerror(-rc));
+			  strerror(-rc));
 		return rc;
 	}
 	if (rc == 0 || usec == 0)

@@ -30,32 +30,34 @@
 #include "job.h"
 #include "jobsql.h"
 #include "log.h"
+#include "notify.h"
 
 #define HEARTBEAT_MAX_MS 5000
-#define HARD_STOP_MS 10000 /* after the grace period, for outcomes still unsent */
+#define HARD_STOP_MS	 10000 /* after the grace period, for outcomes still unsent */
 
 struct worker {
 	uv_loop_t loop;
 	const struct config *cfg;
 	struct db *db;
 	struct job_env env;
-	char id[300];              /* claimed_by: node:pid:start */
+	char id[300]; /* claimed_by: node:pid:start */
 	int concurrency;
 	int stale_ms;
 	int grace_ms;
-	uv_timer_t poll;           /* reclaim + claim fallback, every worker_poll_ms */
+	uv_timer_t poll; /* reclaim + claim fallback, every worker_poll_ms */
 	uv_timer_t heartbeat;
-	uv_timer_t grace;          /* graceful stop, then hard stop */
-	uv_signal_t sigterm, sigint;
-	struct job *jobs;          /* running jobs, a doubly linked list */
+	uv_timer_t grace; /* graceful stop, then hard stop */
+	uv_signal_t sigterm, sigint, sighup;
+	unsigned long n_finished; /* outcomes recorded by this process, for STATUS */
+	struct job *jobs;	  /* running jobs, a doubly linked list */
 	int njobs;
 	bool claim_inflight;
-	bool claim_again;          /* kicked while a claim was in flight */
+	bool claim_again; /* kicked while a claim was in flight */
 	bool heartbeat_inflight;
 	bool reclaim_inflight;
 	bool stopping;
 	bool grace_over;
-	bool shut;                 /* shutdown() ran */
+	bool shut; /* shutdown() ran */
 };
 
 static void kick(struct worker *w);
@@ -100,6 +102,16 @@ static void maybe_finish_stop(struct worker *w)
 		shutdown_worker(w);
 }
 
+/* One line for `systemctl status`. */
+static void report_status(struct worker *w)
+{
+	static const char *const dbs[] = {"down", "connecting", "ready", "closed"};
+
+	notify_status("%s: %d of %d slot(s) busy; %lu job(s) finished; database %s",
+		      w->stopping ? "stopping" : "running", w->njobs, w->concurrency, w->n_finished,
+		      dbs[db_state(w->db)]);
+}
+
 static void on_job_done(struct job *job, void *arg)
 {
 	struct worker *w = arg;
@@ -111,7 +123,9 @@ static void on_job_done(struct job *job, void *arg)
 	if (job->next)
 		job->next->prev = job->prev;
 	w->njobs--;
+	w->n_finished++;
 	job_free(job);
+	report_status(w);
 	maybe_finish_stop(w);
 	kick(w);
 }
@@ -147,6 +161,8 @@ static void on_claim(PGresult *res, const char *error, void *arg)
 		else
 			job_start(job);
 	}
+	if (n > 0)
+		report_status(w);
 	if (w->stopping) {
 		maybe_finish_stop(w);
 		return;
@@ -257,6 +273,7 @@ static void on_db_state(struct db *db, enum db_state st, void *arg)
 	struct worker *w = arg;
 	struct job *job, *next;
 
+	report_status(w);
 	if (st != DB_READY)
 		return;
 	/*
@@ -282,15 +299,19 @@ static void on_grace(uv_timer_t *t)
 
 	if (!w->grace_over) {
 		w->grace_over = true;
-		log_warnx("worker", "stop: %d job(s) still running; killing them and returning "
-				    "them to the queue", w->njobs);
+		log_warnx("worker",
+			  "stop: %d job(s) still running; killing them and returning "
+			  "them to the queue",
+			  w->njobs);
 		for (job = w->jobs; job; job = job->next)
 			job_abort(job);
 		uv_timer_start(&w->grace, on_grace, HARD_STOP_MS, 0);
 		return;
 	}
-	log_warnx("worker", "stop: %d job(s) could not record their outcome; their claims "
-			    "will go stale and be reclaimed", w->njobs);
+	log_warnx("worker",
+		  "stop: %d job(s) could not record their outcome; their claims "
+		  "will go stale and be reclaimed",
+		  w->njobs);
 	shutdown_worker(w);
 }
 
@@ -298,6 +319,12 @@ static void on_signal(uv_signal_t *s, int signum)
 {
 	struct worker *w = s->data;
 
+	if (signum == SIGHUP) {
+		/* The worker has nothing it could swap safely mid-job; say so. */
+		log_warnx("worker", "SIGHUP ignored: the worker reads its configuration at start; "
+				    "restart it to apply changes");
+		return;
+	}
 	if (w->stopping) {
 		if (!w->grace_over) {
 			log_info("worker", "second signal: not waiting for running jobs");
@@ -307,8 +334,12 @@ static void on_signal(uv_signal_t *s, int signum)
 	}
 	w->stopping = true;
 	uv_timer_stop(&w->poll);
-	log_info("worker", "received signal %d: no new jobs; waiting up to %d ms for %d running "
-			   "job(s)", signum, w->grace_ms, w->njobs);
+	notify_stopping();
+	report_status(w);
+	log_info("worker",
+		 "received signal %d: no new jobs; waiting up to %d ms for %d running "
+		 "job(s)",
+		 signum, w->grace_ms, w->njobs);
 	if (w->njobs == 0 && !w->claim_inflight) {
 		shutdown_worker(w);
 		return;
@@ -334,6 +365,8 @@ static void shutdown_worker(struct worker *w)
 	uv_close((uv_handle_t *)&w->grace, NULL);
 	uv_close((uv_handle_t *)&w->sigterm, NULL);
 	uv_close((uv_handle_t *)&w->sigint, NULL);
+	uv_close((uv_handle_t *)&w->sighup, NULL);
+	notify_watchdog_stop();
 	db_close(w->db, on_db_closed, w);
 }
 
@@ -350,7 +383,7 @@ static void worker_init(struct worker *w, const struct config *cfg)
 
 	w->cfg = cfg;
 	w->concurrency = cfg->worker_concurrency > 0 ? cfg->worker_concurrency
-						    : (int)uv_available_parallelism();
+						     : (int)uv_available_parallelism();
 	w->stale_ms = (int)(stale_s * 1000);
 	w->grace_ms = (int)(env_num("MAM_WORKER_STOP_GRACE_S", 30, 0, 86400) * 1000);
 	snprintf(w->id, sizeof w->id, "%s:%d:%lx", cfg->node_name ? cfg->node_name : "worker",
@@ -390,18 +423,28 @@ int worker_main(const struct config *cfg, const char *config_path)
 	uv_timer_init(&w.loop, &w.grace);
 	uv_signal_init(&w.loop, &w.sigterm);
 	uv_signal_init(&w.loop, &w.sigint);
-	w.poll.data = w.heartbeat.data = w.grace.data = w.sigterm.data = w.sigint.data = &w;
+	uv_signal_init(&w.loop, &w.sighup);
+	w.poll.data = w.heartbeat.data = w.grace.data = &w;
+	w.sigterm.data = w.sigint.data = w.sighup.data = &w;
 	uv_signal_start(&w.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&w.sigint, on_signal, SIGINT);
+	uv_signal_start(&w.sighup, on_signal, SIGHUP);
 	uv_timer_start(&w.poll, on_poll, (uint64_t)cfg->worker_poll_ms,
 		       (uint64_t)cfg->worker_poll_ms);
 	/* Three heartbeats fit in the stale threshold, so one lost update is harmless. */
 	hb = (uint64_t)(w.stale_ms / 3 < HEARTBEAT_MAX_MS ? w.stale_ms / 3 : HEARTBEAT_MAX_MS);
 	uv_timer_start(&w.heartbeat, on_heartbeat, hb, hb);
-	log_info("worker", "worker %s: %d slot(s), derivatives under \"%s\", stale claims after "
-			   "%d ms%s", w.id, w.concurrency, cfg->derivatives_root, w.stale_ms,
+	log_info("worker",
+		 "worker %s: %d slot(s), derivatives under \"%s\", stale claims after "
+		 "%d ms%s",
+		 w.id, w.concurrency, cfg->derivatives_root, w.stale_ms,
 		 w.env.have_mediainfo ? ", mediainfo found" : "");
 	db_start(w.db);
+	/* Ready once the loop runs: the worker waits for the database by itself. */
+	if (notify_watchdog_start(&w.loop) < 0)
+		log_warnx("worker", "could not start the watchdog timer");
+	notify_ready();
+	report_status(&w);
 
 	uv_run(&w.loop, UV_RUN_DEFAULT);
 

@@ -81,4 +81,11 @@ for c in off1 off2; do
 		"$(cut -f1 "$T/man_$c" | LC_ALL=C sort | paste -sd,)" "contents of $c's drop folder"
 done
 check_invariant on1 "$T/man_on1" "metadata" "$LIB/on1"
+
+# "An inactive tenant is not watched": its files are not even read. Only
+# on1's six files may have been hashed, and only by the run.
+assert_eq "$(summary_get "$T/daemon.log" hashed)" 6 "files hashed by the run (on1's six only)"
+inactive_read=$(grep -hE '(off1|off2) "' "$T/scan.log" | head -3)
+assert_eq "$(summary_get "$T/scan.log" hashed)" 0 \
+	"files hashed by the scan, which should not read an inactive tenant's files; it logged: $inactive_read"
 log "PASS"

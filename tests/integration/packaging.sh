@@ -206,6 +206,16 @@ rpm -qp --configfiles "$RPM" | grep -qx /etc/mam-ingest/mam-ingest.yaml ||
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" |
 	grep -qx 'cn /etc/mam-ingest/mam-ingest.yaml' || fail "the config is not %config(noreplace)"
 rpm -qpR "$RPM" | grep -q '^libuv\.so\.1()' || fail "the .rpm's requires were not detected"
+# The scriptlets cannot run in an empty root (no shell there): parse them.
+rpm -qp --scripts "$RPM" | awk -v dir="$T" '
+	/^[a-z]+ scriptlet \(using \/bin\/sh\):$/ { f = dir "/scriptlet." $1; printf "" >f; next }
+	f { print >>f }'
+for s in preinstall postinstall preuninstall postuninstall; do
+	[ -s "$T/scriptlet.$s" ] || fail "the .rpm has no $s scriptlet"
+	sh -n "$T/scriptlet.$s" || fail "the .rpm's $s scriptlet is not valid sh"
+done
+grep -q 'systemctl --no-reload preset mam-ingest.service mam-ingest-worker.service' \
+	"$T/scriptlet.postinstall" || fail "the .rpm does not apply the preset on installation"
 assert_eq "$("$R/usr/bin/mam-ingest" --version)" "mam-ingest $VERSION" "rpm binary --version"
 # The payload's sysusers.d and tmpfiles.d entries, applied to that root.
 systemd-sysusers --root="$R" >/dev/null

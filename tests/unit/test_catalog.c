@@ -43,12 +43,12 @@ static void test_utf8_valid(void **state)
 	(void)state;
 	assert_true(utf8_valid("plain", 5));
 	assert_true(utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x8e\xac", 14));
-	assert_false(utf8_valid("caf\xe9", 4));          /* Latin-1 */
-	assert_false(utf8_valid("\xc0\x80", 2));         /* overlong NUL */
-	assert_false(utf8_valid("\xe0\x80\xaf", 3));     /* overlong '/' */
-	assert_false(utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+	assert_false(utf8_valid("caf\xe9", 4));		 /* Latin-1 */
+	assert_false(utf8_valid("\xc0\x80", 2));	 /* overlong NUL */
+	assert_false(utf8_valid("\xe0\x80\xaf", 3));	 /* overlong '/' */
+	assert_false(utf8_valid("\xed\xa0\x80", 3));	 /* surrogate */
 	assert_false(utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
-	assert_false(utf8_valid("\xe2\x82", 2));         /* truncated */
+	assert_false(utf8_valid("\xe2\x82", 2));	 /* truncated */
 }
 
 static void test_json_escape(void **state)
@@ -86,35 +86,42 @@ static void test_json_path_not_utf8(void **state)
 	sb_free(&sb);
 }
 
-static struct tenant_cfg off_tenant = {.code = "acme", .name = "ACME \"Media\"", .active = -1,
-				       .storage_quota_bytes = 0};
+static struct tenant_cfg off_tenant = {
+	.code = "acme", .name = "ACME \"Media\"", .active = -1, .storage_quota_bytes = 0};
 
 static void test_json_record(void **state)
 {
-	struct folder_cfg fo = {.path = "/srv/drop", .after = AFTER_MOVE,
-				.jobs = JOB_METADATA | JOB_PROXY, .priority = 3,
-				.on_duplicate = DUP_SKIP, .tenant = &off_tenant};
-	struct catalog_file f = {.folder = &fo, .relpath = "a/b.mov", .abspath = "/srv/drop/a/b.mov",
-				 .final_path = "/lib/b.mov",
-				 .asset_id = "0b4e28ba-2fa1-41d2-883f-0016d3cca427",
-				 .id = {.dev = UINT64_MAX, .ino = 7, .size = 10, .mtime_ns = 5,
-					.ctime_ns = 6},
-				 .sha256 = "ab", .mime = "video/mp4", .asset_type = "video"};
+	struct folder_cfg fo = {.path = "/srv/drop",
+				.after = AFTER_MOVE,
+				.jobs = JOB_METADATA | JOB_PROXY,
+				.priority = 3,
+				.on_duplicate = DUP_SKIP,
+				.tenant = &off_tenant};
+	struct catalog_file f = {
+		.folder = &fo,
+		.relpath = "a/b.mov",
+		.abspath = "/srv/drop/a/b.mov",
+		.final_path = "/lib/b.mov",
+		.asset_id = "0b4e28ba-2fa1-41d2-883f-0016d3cca427",
+		.id = {.dev = UINT64_MAX, .ino = 7, .size = 10, .mtime_ns = 5, .ctime_ns = 6},
+		.sha256 = "ab",
+		.mime = "video/mp4",
+		.asset_type = "video"};
 	struct config cfg = {.tenants = &off_tenant, .n_tenants = 1};
 	struct sbuf sb = {0};
 	char *t;
 
 	(void)state;
 	catjson_record(&sb, &f, "node1");
-	assert_string_equal(
-		sb.p, "{\"tenant\":\"acme\",\"folder\":\"/srv/drop\",\"relpath\":\"a/b.mov\","
-		      "\"dev\":-1,\"ino\":7,\"size\":10,\"mtime_ns\":5,"
-		      "\"abspath\":\"/srv/drop/a/b.mov\",\"final_path\":\"/lib/b.mov\","
-		      "\"asset_id\":\"0b4e28ba-2fa1-41d2-883f-0016d3cca427\",\"ctime_ns\":6,"
-		      "\"sha256\":\"ab\",\"mime\":\"video/mp4\",\"asset_type\":\"video\","
-		      "\"jobs\":[\"metadata\",\"proxy\"],\"priority\":3,\"after\":\"move\","
-		      "\"on_duplicate\":\"skip\",\"storage_type\":\"local\","
-		      "\"storage_tier\":\"hot\",\"node\":\"node1\"}");
+	assert_string_equal(sb.p,
+			    "{\"tenant\":\"acme\",\"folder\":\"/srv/drop\",\"relpath\":\"a/b.mov\","
+			    "\"dev\":-1,\"ino\":7,\"size\":10,\"mtime_ns\":5,"
+			    "\"abspath\":\"/srv/drop/a/b.mov\",\"final_path\":\"/lib/b.mov\","
+			    "\"asset_id\":\"0b4e28ba-2fa1-41d2-883f-0016d3cca427\",\"ctime_ns\":6,"
+			    "\"sha256\":\"ab\",\"mime\":\"video/mp4\",\"asset_type\":\"video\","
+			    "\"jobs\":[\"metadata\",\"proxy\"],\"priority\":3,\"after\":\"move\","
+			    "\"on_duplicate\":\"skip\",\"storage_type\":\"local\","
+			    "\"storage_tier\":\"hot\",\"node\":\"node1\"}");
 	sb_free(&sb);
 	t = catjson_tenants(&cfg);
 	/* active -1: left to the database; quota 0: unlimited (sent, becomes NULL). */
@@ -137,6 +144,7 @@ struct h {
 	struct folder_cfg fold;
 	PGconn *ctl;
 	unsigned readies, downs, tenants_seen;
+	int reload_seen; /* t_reload reported: 1 active, 2 inactive */
 	unsigned done, ingested, already, failed, other;
 	int (*pred)(struct h *);
 	uint64_t deadline;
@@ -207,9 +215,10 @@ static void on_tenant(const char *code, bool active, void *arg)
 {
 	struct h *h = arg;
 
-	(void)active;
 	if (strcmp(code, h->ten.code) == 0)
 		h->tenants_seen++;
+	if (strcmp(code, "t_reload") == 0)
+		h->reload_seen = active ? 1 : 2;
 }
 
 static void on_pending_move(const struct folder_cfg *f, const char *asset_id, const char *src,
@@ -387,8 +396,10 @@ static int all_done(struct h *h)
 
 static long assets_of(struct h *h)
 {
-	return q_long(h->ctl, "SELECT count(*) FROM assets a JOIN tenants t ON t.id = a.tenant_id "
-			      "WHERE t.code = '%s'", h->ten.code);
+	return q_long(h->ctl,
+		      "SELECT count(*) FROM assets a JOIN tenants t ON t.id = a.tenant_id "
+		      "WHERE t.code = '%s'",
+		      h->ten.code);
 }
 
 /* Exactly once: n assets, n original primary locations, 2n jobs, n ledger rows. */
@@ -397,16 +408,49 @@ static void assert_exactly_once(struct h *h, long n)
 	const char *c = h->ten.code;
 
 	assert_int_equal(assets_of(h), n);
-	assert_int_equal(q_long(h->ctl, "SELECT count(DISTINCT a.checksum_sha256) FROM assets a "
-					"JOIN tenants t ON t.id = a.tenant_id WHERE t.code = '%s'", c), n);
-	assert_int_equal(q_long(h->ctl, "SELECT count(*) FROM asset_storage_locations s JOIN "
-					"tenants t ON t.id = s.tenant_id JOIN assets a ON a.id = "
-					"s.asset_id WHERE t.code = '%s' AND s.purpose = 'original' "
-					"AND s.is_primary AND s.path = a.primary_storage_path", c), n);
-	assert_int_equal(q_long(h->ctl, "SELECT count(*) FROM ingest_jobs j JOIN tenants t ON "
-					"t.id = j.tenant_id WHERE t.code = '%s'", c), 2 * n);
-	assert_int_equal(q_long(h->ctl, "SELECT count(*) FROM ingest_ledger l JOIN tenants t ON "
-					"t.id = l.tenant_id WHERE t.code = '%s'", c), n);
+	assert_int_equal(q_long(h->ctl,
+				"SELECT count(DISTINCT a.checksum_sha256) FROM assets a "
+				"JOIN tenants t ON t.id = a.tenant_id WHERE t.code = '%s'",
+				c),
+			 n);
+	assert_int_equal(q_long(h->ctl,
+				"SELECT count(*) FROM asset_storage_locations s JOIN "
+				"tenants t ON t.id = s.tenant_id JOIN assets a ON a.id = "
+				"s.asset_id WHERE t.code = '%s' AND s.purpose = 'original' "
+				"AND s.is_primary AND s.path = a.primary_storage_path",
+				c),
+			 n);
+	assert_int_equal(q_long(h->ctl,
+				"SELECT count(*) FROM ingest_jobs j JOIN tenants t ON "
+				"t.id = j.tenant_id WHERE t.code = '%s'",
+				c),
+			 2 * n);
+	assert_int_equal(q_long(h->ctl,
+				"SELECT count(*) FROM ingest_ledger l JOIN tenants t ON "
+				"t.id = l.tenant_id WHERE t.code = '%s'",
+				c),
+			 n);
+}
+
+static unsigned lk_known, lk_unknown;
+static char lk_sha[65];
+
+static void on_lookup(bool known, const struct catalog_result *r, void *arg)
+{
+	if (known) {
+		lk_known++;
+		assert_int_equal(r->outcome, CAT_ALREADY);
+		assert_string_equal(r->asset_id, (const char *)arg);
+		snprintf(lk_sha, sizeof lk_sha, "%s", r->sha256);
+	} else {
+		lk_unknown++;
+	}
+}
+
+static int three_looked_up(struct h *h)
+{
+	(void)h;
+	return lk_known + lk_unknown >= 3;
 }
 
 static void test_pg_thousand(void **state)
@@ -440,9 +484,11 @@ static void test_pg_thousand(void **state)
 	assert_true(batches >= 2 && batches <= (long)n / 2);
 	assert_int_equal(q_long(h.ctl, "SELECT count(*) FROM ingest_ledger WHERE relpath = "
 				       "'latin1/caf\\xe9.dat' AND relpath_bytes = "
-				       "'\\x6c6174696e312f636166e92e646174'::bytea"), 1);
+				       "'\\x6c6174696e312f636166e92e646174'::bytea"),
+			 1);
 	assert_int_equal(q_long(h.ctl, "SELECT count(*) FROM asset_storage_locations WHERE url = "
-				       "'file:///drop/test/latin1/caf%%E9.dat'"), 1);
+				       "'file:///drop/test/latin1/caf%%E9.dat'"),
+			 1);
 
 	/* The same files again (a resend): all "already", same ids, nothing written. */
 	h.done = h.ingested = h.already = 0;
@@ -455,14 +501,33 @@ static void test_pg_thousand(void **state)
 	assert_exactly_once(&h, n);
 	assert_string_equal(h.got_path[7], "/drop/test/latin1/caf\xe9.dat");
 
+	/* Lookups: a known file (with its recorded checksum), one with a new mtime. */
+	{
+		struct file_id id = {
+			.dev = 2049, .ino = 1003, .size = 103, .mtime_ns = 1700000000000000003LL};
+
+		lk_known = lk_unknown = 0;
+		assert_int_equal(catalog_lookup(h.cat, &h.fold, h.rel[3], &id, on_lookup, first[3]),
+				 0);
+		assert_int_equal(catalog_lookup(h.cat, &h.fold, h.rel[7], &id, on_lookup, NULL), 0);
+		id.mtime_ns++;
+		assert_int_equal(catalog_lookup(h.cat, &h.fold, h.rel[3], &id, on_lookup, NULL), 0);
+		assert_true(run_until(&h, three_looked_up, 20000));
+		assert_int_equal(lk_known, 1);
+		assert_int_equal(lk_unknown, 2);
+		assert_string_equal(lk_sha, h.sha[3]);
+	}
+
 	/* A statement error fails every file of its batch and nothing crashes. */
-	PQclear(PQexec(h.ctl, "ALTER FUNCTION mam_ingest_batch(jsonb) RENAME TO mam_ingest_batch_x"));
+	PQclear(PQexec(h.ctl,
+		       "ALTER FUNCTION mam_ingest_batch(jsonb) RENAME TO mam_ingest_batch_x"));
 	h.done = h.failed = 0;
 	for (i = n; i < n + 3; i++)
 		assert_int_equal(record(&h, i, false), 0);
 	want_done = 3;
 	assert_true(run_until(&h, all_done, 20000));
-	PQclear(PQexec(h.ctl, "ALTER FUNCTION mam_ingest_batch_x(jsonb) RENAME TO mam_ingest_batch"));
+	PQclear(PQexec(h.ctl,
+		       "ALTER FUNCTION mam_ingest_batch_x(jsonb) RENAME TO mam_ingest_batch"));
 	assert_int_equal(h.failed, 3);
 	assert_non_null(strstr(h.err, "mam_ingest_batch"));
 	assert_int_equal(catalog_held(h.cat), 0);
@@ -537,8 +602,10 @@ static void test_pg_outage(void **state)
 
 static int backend_waits(struct h *h, const char *app, const char *what)
 {
-	return q_long(h->ctl, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-			      "'%s' AND %s", app, what) == 1;
+	return q_long(h->ctl,
+		      "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+		      "'%s' AND %s",
+		      app, what) == 1;
 }
 static int kill_waiting_on_lock(struct h *h)
 {
@@ -552,8 +619,9 @@ static int kill_waiting_on_syncrep(struct h *h)
 static void terminate(struct h *h)
 {
 	/* In the select list, so it only ever runs on the filtered rows. */
-	assert_int_equal(q_long(h->ctl, "SELECT count(pg_terminate_backend(pid)) FROM "
-					"pg_stat_activity WHERE application_name = 'mam_test_kill'"),
+	assert_int_equal(q_long(h->ctl,
+				"SELECT count(pg_terminate_backend(pid)) FROM "
+				"pg_stat_activity WHERE application_name = 'mam_test_kill'"),
 			 1);
 }
 
@@ -582,7 +650,8 @@ static void test_pg_terminate(void **state)
 	assert_int_equal(PQstatus(lk), CONNECTION_OK);
 	PQclear(PQexec(lk, "BEGIN"));
 	assert_int_equal(q_long(lk, "SELECT count(*) FROM (SELECT 1 FROM tenants WHERE code = "
-				    "'t_kill' FOR UPDATE) s"), 1);
+				    "'t_kill' FOR UPDATE) s"),
+			 1);
 	for (i = 0; i < 50; i++)
 		assert_int_equal(record(&h, i, false), 0);
 	want_done = 50;
@@ -681,6 +750,11 @@ static int moves_reported(struct h *h)
 	return h->moves > 0 && h->tenants_seen > 0;
 }
 
+static int reload_reported(struct h *h)
+{
+	return h->reload_seen != 0;
+}
+
 static void test_pg_moves(void **state)
 {
 	static struct h h;
@@ -705,14 +779,18 @@ static void test_pg_moves(void **state)
 	assert_int_equal(catalog_confirm_move(h.cat, h.ids[1], NULL, NULL), 0);
 	assert_int_equal(catalog_confirm_move(h.cat, "not-a-uuid", NULL, NULL), -EINVAL);
 	assert_true(run_until(&h, two_confirmed, 20000));
-	assert_int_equal(q_long(h.ctl, "SELECT count(*) FROM ingest_ledger l JOIN tenants t ON "
-				       "t.id = l.tenant_id WHERE t.code = 't_move' AND move_state = "
-				       "'pending'"), 1);
+	assert_int_equal(q_long(h.ctl,
+				"SELECT count(*) FROM ingest_ledger l JOIN tenants t ON "
+				"t.id = l.tenant_id WHERE t.code = 't_move' AND move_state = "
+				"'pending'"),
+			 1);
 	h_fini(&h);
 
 	/* A new start reports the unconfirmed one, before any file is sent. */
 	{
 		static struct h h2;
+		static struct config ncfg;
+		static struct tenant_cfg nt[2];
 		char want[128];
 
 		h_init(&h2, "t_move", "mam_test_move2", 500, 100000);
@@ -724,6 +802,22 @@ static void test_pg_moves(void **state)
 		snprintf(want, sizeof want, "/drop/test/%s", h.rel[2]);
 		assert_string_equal(h2.move_src, want);
 		assert_string_equal(h2.move_dst, want);
+
+		/* A reload adding an inactive tenant upserts it and reports it. */
+		ncfg = h2.cfg;
+		nt[0] = h2.ten;
+		nt[1] = (struct tenant_cfg){.code = "t_reload",
+					    .name = "Reloaded",
+					    .active = 0,
+					    .storage_quota_bytes = -1};
+		ncfg.tenants = nt;
+		ncfg.n_tenants = 2;
+		catalog_set_config(h2.cat, &ncfg);
+		assert_true(run_until(&h2, reload_reported, 20000));
+		assert_int_equal(h2.reload_seen, 2);
+		assert_int_equal(q_long(h2.ctl, "SELECT count(*) FROM tenants WHERE code = "
+						"'t_reload' AND NOT is_active"),
+				 1);
 		h_fini(&h2);
 	}
 }
@@ -731,14 +825,10 @@ static void test_pg_moves(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_utf8_valid),
-		cmocka_unit_test(test_json_escape),
-		cmocka_unit_test(test_json_path_not_utf8),
-		cmocka_unit_test(test_json_record),
-		cmocka_unit_test(test_pg_thousand),
-		cmocka_unit_test(test_pg_outage),
-		cmocka_unit_test(test_pg_terminate),
-		cmocka_unit_test(test_pg_moves),
+		cmocka_unit_test(test_utf8_valid),	   cmocka_unit_test(test_json_escape),
+		cmocka_unit_test(test_json_path_not_utf8), cmocka_unit_test(test_json_record),
+		cmocka_unit_test(test_pg_thousand),	   cmocka_unit_test(test_pg_outage),
+		cmocka_unit_test(test_pg_terminate),	   cmocka_unit_test(test_pg_moves),
 		cmocka_unit_test(test_pg_multihost),
 	};
 

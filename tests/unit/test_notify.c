@@ -153,10 +153,10 @@ static void test_watchdog_other_pid(void **state)
 
 struct wdtest {
 	struct manager *m;
-	uv_poll_t poll;         /* the manager socket, readable when a ping arrives */
-	uv_timer_t guard;       /* fails the test instead of hanging */
-	int pings;              /* WATCHDOG=1 received */
-	int after_stall;        /* pings received after the loop was blocked */
+	uv_poll_t poll;		/* the manager socket, readable when a ping arrives */
+	uv_timer_t guard;	/* fails the test instead of hanging */
+	int pings;		/* WATCHDOG=1 received */
+	int after_stall;	/* pings received after the loop was blocked */
 	int queued_after_stall; /* datagrams queued during the block */
 	uint64_t start_ms, third_ms;
 	int stalled;
@@ -266,12 +266,12 @@ static void test_watchdog_restart_and_stop(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_states_arrive),
-	    cmocka_unit_test(test_long_status_truncated),
-	    cmocka_unit_test(test_silent_outside_systemd),
-	    cmocka_unit_test(test_watchdog_other_pid),
-	    cmocka_unit_test(test_watchdog_pings_from_loop),
-	    cmocka_unit_test(test_watchdog_restart_and_stop),
+		cmocka_unit_test(test_states_arrive),
+		cmocka_unit_test(test_long_status_truncated),
+		cmocka_unit_test(test_silent_outside_systemd),
+		cmocka_unit_test(test_watchdog_other_pid),
+		cmocka_unit_test(test_watchdog_pings_from_loop),
+		cmocka_unit_test(test_watchdog_restart_and_stop),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

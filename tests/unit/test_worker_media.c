@@ -112,7 +112,7 @@ static void test_progress(void **state)
 	assert_false(media_progress_line("progress=continue", &us));
 	assert_int_equal(media_progress_pct(1500000, 3.0), 50);
 	assert_int_equal(media_progress_pct(3008000, 3.0), 99); /* 100 only on completion */
-	assert_int_equal(media_progress_pct(1000000, -1), 0);   /* unknown duration */
+	assert_int_equal(media_progress_pct(1000000, -1), 0);	/* unknown duration */
 }
 
 static void test_thumbnail_time(void **state)
@@ -120,7 +120,7 @@ static void test_thumbnail_time(void **state)
 	(void)state;
 	assert_true(media_thumbnail_time(1.0, 3.0) == 1.0);
 	assert_true(media_thumbnail_time(10.0, 3.0) == 1.5); /* past the end: the middle */
-	assert_true(media_thumbnail_time(5.0, -1) == 5.0);  /* unknown duration: as asked */
+	assert_true(media_thumbnail_time(5.0, -1) == 5.0);   /* unknown duration: as asked */
 	assert_true(media_thumbnail_time(-2.0, 3.0) == 0.0);
 }
 
@@ -133,17 +133,20 @@ static void test_url(void **state)
 	assert_string_equal(buf, "file:///srv/a%20b/%C3%A9%23%3F.mp4");
 	assert_int_equal(media_file_url("/x/y-z_~.1", buf, sizeof buf), 0);
 	assert_string_equal(buf, "file:///x/y-z_~.1");
-	assert_int_equal(media_file_url("/a very long path that does not fit in the buffer at all",
-					buf, 24),
-			 -ENAMETOOLONG);
+	assert_int_equal(
+		media_file_url("/a very long path that does not fit in the buffer at all", buf, 24),
+		-ENAMETOOLONG);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_video),          cmocka_unit_test(test_still_image),
-		cmocka_unit_test(test_audio_with_cover_art), cmocka_unit_test(test_nothing_usable),
-		cmocka_unit_test(test_progress),       cmocka_unit_test(test_thumbnail_time),
+		cmocka_unit_test(test_video),
+		cmocka_unit_test(test_still_image),
+		cmocka_unit_test(test_audio_with_cover_art),
+		cmocka_unit_test(test_nothing_usable),
+		cmocka_unit_test(test_progress),
+		cmocka_unit_test(test_thumbnail_time),
 		cmocka_unit_test(test_url),
 	};
 
