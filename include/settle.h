@@ -25,23 +25,23 @@
 #include "fileid.h"
 
 enum settle_state {
-	SETTLE_SEEN = 0,  /* known by name only, never observed */
-	SETTLE_SETTLING,  /* identity or writers may still change */
-	SETTLE_FINISHED,  /* reported to the owner, awaiting done/retry/forget */
-	SETTLE_DONE,      /* the owner catalogued it: only a change brings it back */
+	SETTLE_SEEN = 0, /* known by name only, never observed */
+	SETTLE_SETTLING, /* identity or writers may still change */
+	SETTLE_FINISHED, /* reported to the owner, awaiting done/retry/forget */
+	SETTLE_DONE,	 /* the owner catalogued it: only a change brings it back */
 };
 
 enum settle_event {
 	SETTLE_EV_FOUND,    /* found by a scan: identity known, no open history */
 	SETTLE_EV_CREATED,  /* IN_CREATE seen: opens/closes from now on are meaningful */
-	SETTLE_EV_STAT,     /* a fresh lstat identity (id required) */
+	SETTLE_EV_STAT,	    /* a fresh lstat identity (id required) */
 	SETTLE_EV_WRITE,    /* IN_MODIFY: the content changed now, whatever stat says */
-	SETTLE_EV_OPEN,     /* IN_OPEN */
+	SETTLE_EV_OPEN,	    /* IN_OPEN */
 	SETTLE_EV_CLOSE,    /* IN_CLOSE_WRITE or IN_CLOSE_NOWRITE */
-	SETTLE_EV_LOST,     /* events were lost (queue overflow): open counts unreliable */
+	SETTLE_EV_LOST,	    /* events were lost (queue overflow): open counts unreliable */
 	SETTLE_EV_BLOCKED,  /* stable but not finishable yet (writer, marker): look again later */
 	SETTLE_EV_REPORTED, /* reported finished to the owner */
-	SETTLE_EV_DONE,     /* the owner catalogued it */
+	SETTLE_EV_DONE,	    /* the owner catalogued it */
 	SETTLE_EV_RETRY,    /* the owner wants it settled again (changed while hashed) */
 };
 
@@ -49,18 +49,18 @@ struct settle {
 	struct file_id id;  /* identity at the last observation */
 	int64_t changed_ms; /* loop time since which the identity is unchanged */
 	int64_t recheck_ms; /* 0, or when to look again at a stable but blocked file */
-	uint16_t opens;     /* IN_OPEN seen since IN_CREATE (history only) */
+	uint16_t opens;	    /* IN_OPEN seen since IN_CREATE (history only) */
 	uint16_t closes;    /* IN_CLOSE_* seen since IN_CREATE (history only) */
-	uint8_t state;      /* enum settle_state */
+	uint8_t state;	    /* enum settle_state */
 	uint8_t history;    /* created under our eyes and no event lost since */
 };
 
 enum settle_verdict {
-	SETTLE_WAIT,       /* identity changed less than settle_ms ago */
-	SETTLE_OPEN,       /* stable, but a local writer still has it open */
+	SETTLE_WAIT,	   /* identity changed less than settle_ms ago */
+	SETTLE_OPEN,	   /* stable, but a local writer still has it open */
 	SETTLE_NEED_PROBE, /* stable, no open history: ask the kernel (lease probe) */
-	SETTLE_READY,      /* stable and closed: finished (ready marker aside) */
-	SETTLE_IDLE,       /* not settling (finished or done): nothing to do */
+	SETTLE_READY,	   /* stable and closed: finished (ready marker aside) */
+	SETTLE_IDLE,	   /* not settling (finished or done): nothing to do */
 };
 
 /*

@@ -13,17 +13,21 @@
 #include "util.h"
 
 static const char *const junk_files[] = {
-	"._*",          /* macOS AppleDouble resource forks */
-	".DS_Store",    /* macOS Finder */
-	".AppleDouble", ".Spotlight-V100", ".Trashes", ".fseventsd", ".TemporaryItems",
-	"Thumbs.db",    /* Windows Explorer */
-	"desktop.ini",  /* Windows Explorer */
-	"~$*",          /* Office lock files */
-	".*.??????",    /* rsync temp: .NAME.XXXXXX */
-	"*.part",       /* browsers, curl, wget */
-	"*.filepart",   /* WinSCP */
+	"._*",	     /* macOS AppleDouble resource forks */
+	".DS_Store", /* macOS Finder */
+	".AppleDouble",
+	".Spotlight-V100",
+	".Trashes",
+	".fseventsd",
+	".TemporaryItems",
+	"Thumbs.db",	/* Windows Explorer */
+	"desktop.ini",	/* Windows Explorer */
+	"~$*",		/* Office lock files */
+	".*.??????",	/* rsync temp: .NAME.XXXXXX */
+	"*.part",	/* browsers, curl, wget */
+	"*.filepart",	/* WinSCP */
 	"*.crdownload", /* Chrome */
-	"*.tmp",        /* everything else, Syncthing's .syncthing.NAME.tmp included */
+	"*.tmp",	/* everything else, Syncthing's .syncthing.NAME.tmp included */
 	".syncthing.*.tmp",
 };
 

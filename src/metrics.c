@@ -113,8 +113,12 @@ void histogram_render(struct mbuf *b, const char *name, const char *labels,
 	cum += h->counts[HIST_BUCKETS];
 	mbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
 		    (unsigned long long)cum);
-	mbuf_printf(b, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
-		    (unsigned long long)h->count);
+	if (labels[0])
+		mbuf_printf(b, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name,
+			    labels, (unsigned long long)h->count);
+	else
+		mbuf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name,
+			    (unsigned long long)h->count);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *ctype,

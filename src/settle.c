@@ -44,8 +44,8 @@ static bool settle_set(struct settle *s, enum settle_state to, const char *why, 
 }
 
 /* Start settling from scratch with identity id, unchanged since now_ms. */
-static bool settle_restart(struct settle *s, const struct file_id *id, int64_t now_ms,
-			   bool history, const char *why, const char *name)
+static bool settle_restart(struct settle *s, const struct file_id *id, int64_t now_ms, bool history,
+			   const char *why, const char *name)
 {
 	bool changed;
 
@@ -77,10 +77,8 @@ bool settle_step(struct settle *s, enum settle_event ev, const struct file_id *i
 		 int settle_ms, const char *name)
 {
 	switch (ev) {
-	case SETTLE_EV_FOUND:
-		return settle_restart(s, id, now_ms, false, "found by a scan", name);
-	case SETTLE_EV_CREATED:
-		return settle_restart(s, id, now_ms, true, "created", name);
+	case SETTLE_EV_FOUND: return settle_restart(s, id, now_ms, false, "found by a scan", name);
+	case SETTLE_EV_CREATED: return settle_restart(s, id, now_ms, true, "created", name);
 	case SETTLE_EV_STAT:
 		if (s->state == SETTLE_SEEN)
 			return settle_restart(s, id, now_ms, false, "first stat", name);
@@ -107,9 +105,7 @@ bool settle_step(struct settle *s, enum settle_event ev, const struct file_id *i
 			s->closes++;
 		s->recheck_ms = 0; /* a writer may be gone: look now */
 		return false;
-	case SETTLE_EV_LOST:
-		s->history = 0;
-		return false;
+	case SETTLE_EV_LOST: s->history = 0; return false;
 	case SETTLE_EV_BLOCKED:
 		if (s->state == SETTLE_SETTLING)
 			s->recheck_ms = now_ms + (settle_ms > 0 ? settle_ms : 1);

@@ -155,7 +155,8 @@ static void file_event(struct watcher *w, struct wfolder *f, uint32_t mask, cons
 	struct wentry *e;
 
 	if (ignore_file(f->cfg, rel)) {
-		if ((mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)) && ignore_is_marker(f->cfg, rel))
+		if ((mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)) &&
+		    ignore_is_marker(f->cfg, rel))
 			watch_marker_seen(w, f, rel);
 		return;
 	}
@@ -181,7 +182,8 @@ static void file_event(struct watcher *w, struct wfolder *f, uint32_t mask, cons
 			watch_file_event(w, f, rel, SETTLE_EV_STAT);
 	} else if (mask & IN_MODIFY) {
 		if (e) {
-			settle_step(&e->st, SETTLE_EV_WRITE, NULL, (int64_t)uv_now(w->loop), sms, rel);
+			settle_step(&e->st, SETTLE_EV_WRITE, NULL, (int64_t)uv_now(w->loop), sms,
+				    rel);
 			watch_entry_sync(w, e);
 		} else {
 			watch_file_event(w, f, rel, SETTLE_EV_STAT);
@@ -224,7 +226,7 @@ static void handle_event(struct watcher *w, const struct inotify_event *ev)
 	if (ev->mask & (IN_UNMOUNT | IN_DELETE_SELF | IN_MOVE_SELF)) {
 		if (!d->relpath[0])
 			watch_folder_pause(f, ev->mask & IN_UNMOUNT ? PAUSE_UNMOUNT : PAUSE_GONE,
-					   ev->mask & IN_UNMOUNT	? "unmounted"
+					   ev->mask & IN_UNMOUNT       ? "unmounted"
 					   : ev->mask & IN_DELETE_SELF ? "deleted"
 								       : "moved away");
 		return;

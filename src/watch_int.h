@@ -1,7 +1,8 @@
 /*
- * Internals shared by the watcher's source files (watcher.c: the object, the
- * file table and the settle timer; watch_scan.c: directory scans on the
- * threadpool, polling, pause/resume; watch_events.c: the inotify descriptor).
+ * Internals shared by the watcher's source files: watcher.c (the object and
+ * the file table), watch_tick.c (the settle timer), watch_scan.c (directory
+ * scans on the threadpool, polling), watch_folder.c (modes, pause/resume) and
+ * watch_events.c (the inotify descriptor).
  * Not a public header: only src/watch*.c include it.
  */
 #ifndef MAM_WATCH_INT_H
@@ -34,8 +35,8 @@ struct wentry {
 	struct wlink link;    /* on w->settling while SETTLING, else self-linked */
 	struct settle st;
 	uint32_t hash;
-	uint32_t gen;         /* scan generation that last saw it */
-	uint16_t folder;      /* index in w->folders */
+	uint32_t gen;	 /* scan generation that last saw it */
+	uint16_t folder; /* index in w->folders */
 	char relpath[];
 };
 
@@ -44,7 +45,7 @@ struct wdir {
 	struct wdir *hnext;
 	int wd;
 	uint16_t folder;
-	char relpath[];       /* "" for the folder's root */
+	char relpath[]; /* "" for the folder's root */
 };
 
 enum pause_kind { PAUSE_GONE, PAUSE_UNMOUNT };
@@ -55,20 +56,20 @@ struct wfolder {
 	struct watcher *w;
 	const struct folder_cfg *cfg;
 	uint16_t idx;
-	uint8_t mode;          /* effective mode: WATCH_EVENTS or WATCH_POLL */
-	bool active;           /* tenant active */
-	bool paused;           /* folder gone: waiting for it to come back */
-	bool resume_pending;   /* report RESUMED after the running full scan */
-	bool scanned;          /* a full scan completed at least once */
-	bool want_full;        /* a full scan is wanted after the running one */
-	bool again;            /* events were lost during the running scan */
+	uint8_t mode;	     /* effective mode: WATCH_EVENTS or WATCH_POLL */
+	bool active;	     /* tenant active */
+	bool paused;	     /* folder gone: waiting for it to come back */
+	bool resume_pending; /* report RESUMED after the running full scan */
+	bool scanned;	     /* a full scan completed at least once */
+	bool want_full;	     /* a full scan is wanted after the running one */
+	bool again;	     /* events were lost during the running scan */
 	bool timer_init;
-	uv_timer_t timer;      /* poll interval, or the paused folder's check */
-	uint64_t dev, ino;     /* root identity at the last good scan */
-	bool mount_root;       /* the root was a mount point then */
+	uv_timer_t timer;	       /* poll interval, or the paused folder's check */
+	uint64_t dev, ino;	       /* root identity at the last good scan */
+	bool mount_root;	       /* the root was a mount point then */
 	uint64_t avoid_dev, avoid_ino; /* paused: the root that must not count as "back" */
-	struct scan_job *job;  /* running scan, NULL when none */
-	char **pending;        /* subdirectories waiting for a scan */
+	struct scan_job *job;	       /* running scan, NULL when none */
+	char **pending;		       /* subdirectories waiting for a scan */
 	size_t n_pending;
 };
 
@@ -81,13 +82,13 @@ struct watcher {
 	struct wfolder *folders;
 	size_t n_folders;
 
-	int ifd;               /* inotify, -1 in oneshot mode */
+	int ifd; /* inotify, -1 in oneshot mode */
 	bool poll_init;
 	uv_poll_t poll;
 	uv_timer_t settle_timer; /* one timer for every settling file */
-	int64_t timer_due;     /* loop time it is armed for, 0 when idle */
+	int64_t timer_due;	 /* loop time it is armed for, 0 when idle */
 	uv_timer_t reconcile;
-	uv_timer_t rootcheck;  /* notices unmounted or replaced folder roots */
+	uv_timer_t rootcheck; /* notices unmounted or replaced folder roots */
 	uint64_t rng;
 
 	struct wentry **buckets;
@@ -99,8 +100,8 @@ struct watcher {
 	size_t nwbuckets, nwdirs;
 
 	uint32_t gen;
-	size_t jobs;           /* scans queued or running on the threadpool */
-	size_t oneshot_left;   /* oneshot: folders not scanned yet */
+	size_t jobs;	     /* scans queued or running on the threadpool */
+	size_t oneshot_left; /* oneshot: folders not scanned yet */
 	bool started;
 	bool closing;
 	int closes_left;
@@ -113,6 +114,32 @@ struct watcher {
 	char evbuf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
 };
 
+/* The settling list. */
+static inline void link_init(struct wlink *l)
+{
+	l->prev = l->next = l;
+}
+
+static inline bool link_linked(const struct wlink *l)
+{
+	return l->next != l;
+}
+
+static inline void link_del(struct wlink *l)
+{
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	link_init(l);
+}
+
+static inline void link_add_tail(struct wlink *head, struct wlink *l)
+{
+	l->prev = head->prev;
+	l->next = head;
+	head->prev->next = l;
+	head->prev = l;
+}
+
 /* watcher.c */
 const char *watch_abspath(struct watcher *w, const struct wfolder *f, const char *relpath);
 int watch_join(char *out, size_t outsz, const char *dir, const char *name);
@@ -124,20 +151,25 @@ void watch_entries_forget(struct watcher *w, struct wfolder *f, const char *pref
 void watch_file_event(struct watcher *w, struct wfolder *f, const char *relpath,
 		      enum settle_event how);
 void watch_marker_seen(struct watcher *w, struct wfolder *f, const char *relpath);
-void watch_arm(struct watcher *w, int64_t due);
-int watch_lease_probe(const char *abspath);
 void watch_emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, const char *relpath,
 		const struct file_id *id, const char *reason);
 void watch_maybe_freed(struct watcher *w);
 const char *watch_esc(const char *s, char *buf);
 
+/* watch_tick.c */
+void watch_arm(struct watcher *w, int64_t due);
+int watch_lease_probe(const char *abspath);
+
 /* watch_scan.c */
+void watch_scan_request(struct wfolder *f, const char *subdir);
+void watch_scan_cancel(struct wfolder *f);
+
+/* watch_folder.c */
 void watch_folder_begin(struct wfolder *f);
 void watch_folder_stop(struct wfolder *f);
-void watch_scan_request(struct wfolder *f, const char *subdir);
 void watch_folder_pause(struct wfolder *f, enum pause_kind kind, const char *why);
+void watch_folder_timer(struct wfolder *f, uv_timer_cb cb, uint64_t ms);
 bool watch_dir_excluded(const struct folder_cfg *fc, const char *abspath);
-void watch_scan_cancel(struct wfolder *f);
 void watch_root_changed(struct wfolder *f, bool mount_root);
 void watch_roots_check(struct watcher *w);
 

@@ -15,8 +15,8 @@
  * At most one scan per folder runs at a time; requests that arrive meanwhile
  * are coalesced (a full rescan swallows pending subdirectory scans). Polled
  * folders (network filesystems, mode: poll, or no inotify watch left) rescan
- * on one timer per folder. A folder whose root vanishes is paused, its files
- * kept, and the same timer checks for it to come back.
+ * on one timer per folder (watch_folder.c), re-armed when a scan completes so
+ * scans of a slow share never pile up.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,8 +32,6 @@
 #include "log.h"
 #include "util.h"
 #include "watch_int.h"
-
-#define PAUSE_CHECK_MS 1000
 
 struct scan_item {
 	char *rel;
@@ -50,13 +46,13 @@ struct scan_dir {
 
 struct scan_job {
 	uv_work_t req;
-	struct wfolder *f;            /* loop thread only */
+	struct wfolder *f;	      /* loop thread only */
 	const struct folder_cfg *cfg; /* immutable: safe in the worker */
 	char **roots;
 	size_t n_roots;
 	bool full, oneshot;
-	int ifd;                      /* add watches when >= 0 */
-	int64_t now_ns;               /* oneshot: wall clock of the pass */
+	int ifd;	/* add watches when >= 0 */
+	int64_t now_ns; /* oneshot: wall clock of the pass */
 	uint32_t gen;
 	/* results */
 	struct scan_item *items;
@@ -64,36 +60,11 @@ struct scan_job {
 	struct scan_dir *dirs;
 	size_t n_dirs, cap_dirs;
 	int root_err;
-	bool root_mount;              /* the root is a mount point */
+	bool root_mount; /* the root is a mount point */
 	bool enospc;
-	size_t skipped;               /* names too long or out of memory */
+	size_t skipped; /* names too long or out of memory */
 	struct stat root_st;
 };
-
-/* Filesystems whose remote writers inotify cannot see. */
-static const struct {
-	unsigned long magic;
-	const char *name;
-} remote_fs[] = {
-	{0x6969, "nfs"},         {0x517B, "smb"},       {0xFF534D42, "cifs"},
-	{0xFE534D42, "smb2"},    {0x65735546, "fuse"},  {0x01021997, "9p"},
-	{0x00C36400, "ceph"},    {0x5346414F, "afs"},   {0x73757245, "coda"},
-	{0x564c, "ncp"},         {0x7461636f, "ocfs2"}, {0x01161970, "gfs2"},
-	{0x0BD00BD0, "lustre"},  {0x47504653, "gpfs"},  {0x13661366, "orangefs"},
-};
-
-/* The quarantine and move_to directories may lie inside the drop folder:
- * what mam-ingest puts there must never come back as new drops. */
-bool watch_dir_excluded(const struct folder_cfg *fc, const char *abspath)
-{
-	size_t plen = strlen(fc->path);
-
-	if (fc->quarantine_to ? strcmp(fc->quarantine_to, abspath) == 0
-			      : strncmp(abspath, fc->path, plen) == 0 && abspath[plen] == '/' &&
-					strcmp(abspath + plen + 1, ".quarantine") == 0)
-		return true;
-	return fc->move_to && strcmp(fc->move_to, abspath) == 0;
-}
 
 /* --- the walk (threadpool) ------------------------------------------------ */
 
@@ -189,8 +160,7 @@ static void add_item(struct scan_job *j, const char *rel, const char *abs, const
 	j->n_items++;
 }
 
-static void scan_one_dir(struct scan_job *j, const char *rel, char ***stack, size_t *n,
-			 size_t *cap)
+static void scan_one_dir(struct scan_job *j, const char *rel, char ***stack, size_t *n, size_t *cap)
 {
 	char abs[WATCH_PATH_MAX], child[WATCH_PATH_MAX], cabs[WATCH_PATH_MAX];
 	bool root = !*rel;
@@ -396,17 +366,6 @@ static void poll_cb(uv_timer_t *t)
 	watch_scan_request(container_of(t, struct wfolder, timer), NULL);
 }
 
-static void folder_timer(struct wfolder *f, uv_timer_cb cb, uint64_t ms)
-{
-	if (f->w->closing)
-		return;
-	if (!f->timer_init) {
-		uv_timer_init(f->w->loop, &f->timer);
-		f->timer_init = true;
-	}
-	uv_timer_start(&f->timer, cb, ms, 0);
-}
-
 static void oneshot_done(struct watcher *w, struct wfolder *f, struct scan_job *j)
 {
 	char esc[LOG_ESC_MAX];
@@ -414,7 +373,8 @@ static void oneshot_done(struct watcher *w, struct wfolder *f, struct scan_job *
 
 	if (j->root_err)
 		log_warnx("watcher", "could not scan drop folder \"%s\" of tenant %s: %s",
-			  watch_esc(f->cfg->path, esc), f->cfg->tenant->code, strerror(j->root_err));
+			  watch_esc(f->cfg->path, esc), f->cfg->tenant->code,
+			  strerror(j->root_err));
 	for (i = 0; i < j->n_items && !w->closing; i++) {
 		struct scan_item *it = &j->items[i];
 
@@ -452,8 +412,10 @@ static void scan_done(uv_work_t *req, int status)
 		return;
 	}
 	if (j->skipped)
-		log_warnx("watcher", "scan of \"%s\" skipped %zu entries (path too long or out of "
-				     "memory)", watch_esc(f->cfg->path, esc), j->skipped);
+		log_warnx("watcher",
+			  "scan of \"%s\" skipped %zu entries (path too long or out of "
+			  "memory)",
+			  watch_esc(f->cfg->path, esc), j->skipped);
 	if (j->full && j->root_err) {
 		job_drop_watches(w, j);
 		watch_folder_pause(f, PAUSE_GONE, strerror(j->root_err));
@@ -481,9 +443,10 @@ static void scan_done(uv_work_t *req, int status)
 		f->mount_root = j->root_mount;
 	}
 	if (j->enospc && f->mode == WATCH_EVENTS) {
-		log_warnx("watcher", "could not add an inotify watch below \"%s\": "
-				     "fs.inotify.max_user_watches reached; polling this folder every "
-				     "%d ms instead",
+		log_warnx("watcher",
+			  "could not add an inotify watch below \"%s\": "
+			  "fs.inotify.max_user_watches reached; polling this folder every "
+			  "%d ms instead",
 			  watch_esc(f->cfg->path, esc), f->cfg->poll_interval_ms);
 		w->stats.rescans++;
 		f->mode = WATCH_POLL;
@@ -573,7 +536,7 @@ static void scan_next(struct wfolder *f)
 	else if (f->n_pending)
 		scan_start(f, false);
 	else if (f->mode == WATCH_POLL && !f->paused)
-		folder_timer(f, poll_cb, (uint64_t)f->cfg->poll_interval_ms);
+		watch_folder_timer(f, poll_cb, (uint64_t)f->cfg->poll_interval_ms);
 }
 
 void watch_scan_request(struct wfolder *f, const char *subdir)
@@ -599,164 +562,4 @@ void watch_scan_cancel(struct wfolder *f)
 {
 	if (f->job)
 		uv_cancel((uv_req_t *)&f->job->req);
-}
-
-/* --- folders -------------------------------------------------------------- */
-
-static const char *fs_name(const struct wfolder *f, bool *remote)
-{
-	struct statfs sfs;
-	size_t i;
-
-	*remote = false;
-	if (statfs(f->cfg->path, &sfs) < 0)
-		return NULL;
-	for (i = 0; i < ARRAY_SIZE(remote_fs); i++) {
-		if ((unsigned long)sfs.f_type == remote_fs[i].magic) {
-			*remote = true;
-			return remote_fs[i].name;
-		}
-	}
-	return "local";
-}
-
-void watch_folder_begin(struct wfolder *f)
-{
-	struct watcher *w = f->w;
-	char esc[LOG_ESC_MAX];
-	const char *fs;
-	bool remote;
-	int err;
-
-	if (w->opts.oneshot) {
-		scan_start(f, true);
-		return;
-	}
-	fs = fs_name(f, &remote);
-	if (!fs) {
-		err = errno;
-		watch_folder_pause(f, PAUSE_GONE, strerror(err));
-		return;
-	}
-	if (f->cfg->mode == WATCH_AUTO)
-		f->mode = remote ? WATCH_POLL : WATCH_EVENTS;
-	else
-		f->mode = (uint8_t)f->cfg->mode;
-	log_info("watcher", "watching drop folder \"%s\" of tenant %s: %s filesystem, %s mode",
-		 watch_esc(f->cfg->path, esc), f->cfg->tenant->code, fs,
-		 f->mode == WATCH_POLL ? "poll" : "events");
-	watch_scan_request(f, NULL);
-}
-
-void watch_folder_stop(struct wfolder *f)
-{
-	size_t i;
-
-	if (f->timer_init)
-		uv_timer_stop(&f->timer);
-	watch_wdir_drop(f->w, f->idx, NULL, true);
-	for (i = 0; i < f->n_pending; i++)
-		free(f->pending[i]);
-	free(f->pending);
-	f->pending = NULL;
-	f->n_pending = 0;
-	f->want_full = f->again = f->paused = f->resume_pending = false;
-}
-
-static void pause_check(uv_timer_t *t)
-{
-	struct wfolder *f = container_of(t, struct wfolder, timer);
-	char esc[LOG_ESC_MAX];
-	struct stat st;
-
-	if (stat(f->cfg->path, &st) == 0 && S_ISDIR(st.st_mode) &&
-	    ((uint64_t)st.st_dev != f->avoid_dev || (uint64_t)st.st_ino != f->avoid_ino)) {
-		log_info("watcher", "drop folder \"%s\" of tenant %s is back: rescanning it",
-			 watch_esc(f->cfg->path, esc), f->cfg->tenant->code);
-		f->resume_pending = true;
-		watch_folder_begin(f);
-		return;
-	}
-	folder_timer(f, pause_check, PAUSE_CHECK_MS);
-}
-
-/*
- * The folder's root is not the directory we scanned last (st_dev or inode
- * changed). If it was a mount point and the path is now a plain directory,
- * the share was unmounted (a bind mount removed gives no inotify event):
- * pause until something is mounted again. Otherwise it was replaced or
- * remounted: report a pause and a resume around a full rescan, never a
- * mass deletion.
- */
-void watch_root_changed(struct wfolder *f, bool mount_root)
-{
-	struct watcher *w = f->w;
-	char esc[LOG_ESC_MAX];
-
-	if (f->mount_root && !mount_root) {
-		watch_folder_pause(f, PAUSE_UNMOUNT, "unmounted");
-		return;
-	}
-	log_warnx("watcher", "drop folder \"%s\" of tenant %s was replaced or remounted: "
-			     "rescanning it",
-		  watch_esc(f->cfg->path, esc), f->cfg->tenant->code);
-	watch_wdir_drop(w, f->idx, NULL, true);
-	watch_emit(w, WATCHER_FOLDER_PAUSED, f, NULL, NULL, NULL);
-	f->resume_pending = true;
-	watch_scan_request(f, NULL);
-}
-
-/* Every few seconds: is each folder's root still the directory we watch? */
-void watch_roots_check(struct watcher *w)
-{
-	struct statx stx;
-	size_t i;
-
-	for (i = 0; i < w->n_folders; i++) {
-		struct wfolder *f = &w->folders[i];
-		uint64_t dev, ino;
-
-		if (!f->active || f->paused || !f->scanned || f->resume_pending)
-			continue;
-		if (statx(AT_FDCWD, f->cfg->path, 0, STATX_BASIC_STATS, &stx) < 0) {
-			int err = errno;
-
-			/* ENOENT, ESTALE, ENOTCONN, EIO...: the folder is not there */
-			watch_folder_pause(f, PAUSE_GONE, strerror(err));
-			continue;
-		}
-		dev = (uint64_t)makedev(stx.stx_dev_major, stx.stx_dev_minor);
-		ino = stx.stx_ino;
-		if (dev != f->dev || ino != f->ino)
-			watch_root_changed(f, (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0);
-	}
-}
-
-void watch_folder_pause(struct wfolder *f, enum pause_kind kind, const char *why)
-{
-	struct watcher *w = f->w;
-	char esc[LOG_ESC_MAX];
-	struct stat st;
-
-	if (f->paused) {
-		/* A resume attempt failed: keep waiting, report nothing new. */
-		f->resume_pending = false;
-		folder_timer(f, pause_check, PAUSE_CHECK_MS);
-		return;
-	}
-	watch_folder_stop(f);
-	f->paused = true;
-	/* After an unmount the path still names a directory, the empty mount
-	 * point: that one must not count as "back". Otherwise any directory at
-	 * the path is the folder back (renamed back, recreated). */
-	f->avoid_dev = f->avoid_ino = 0;
-	if (kind == PAUSE_UNMOUNT && stat(f->cfg->path, &st) == 0) {
-		f->avoid_dev = (uint64_t)st.st_dev;
-		f->avoid_ino = (uint64_t)st.st_ino;
-	}
-	log_warnx("watcher", "drop folder \"%s\" of tenant %s is unavailable (%s): paused; its "
-			     "files are kept and it is rescanned when it is back",
-		  watch_esc(f->cfg->path, esc), f->cfg->tenant->code, why);
-	watch_emit(w, WATCHER_FOLDER_PAUSED, f, NULL, NULL, NULL);
-	folder_timer(f, pause_check, PAUSE_CHECK_MS);
 }

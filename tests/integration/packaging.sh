@@ -133,7 +133,7 @@ if [ "${MAM_SANITIZED:-0}" = 1 ]; then
 fi
 [ "$(id -u)" = 0 ] || skip "service contract OK; building packages and debootstrap need root"
 missing=()
-for tool in dpkg-buildpackage:dpkg-dev dh:debhelper fakeroot:fakeroot lintian:lintian \
+for tool in dpkg-buildpackage:dpkg-dev dh:debhelper lintian:lintian \
 	rpmbuild:rpm debootstrap:debootstrap unshare:util-linux; do
 	command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
@@ -269,7 +269,7 @@ in_chroot() {
 		in_chroot "$C" "$CACHE" "$PGHOST" "$@"
 }
 apt_in_chroot() {
-	in_chroot apt-get -q -y -o Dpkg::Use-Pty=0 "$@" >>"$T/apt.log" 2>&1 ||
+	in_chroot apt-get -q -y -o Dpkg::Use-Pty=0 -o Acquire::Retries=3 "$@" >>"$T/apt.log" 2>&1 ||
 		{ tail -30 "$T/apt.log" >&2; fail "apt-get $* failed in the chroot"; }
 }
 

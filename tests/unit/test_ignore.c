@@ -24,10 +24,13 @@ static struct folder_cfg folder(void)
 static void test_default_junk(void **state)
 {
 	static const char *const junk[] = {
-		"._clip.mov", ".DS_Store", ".AppleDouble", ".Spotlight-V100", ".Trashes",
-		".fseventsd", ".TemporaryItems", "Thumbs.db", "thumbs.db", "desktop.ini",
-		"Desktop.ini", "~$report.docx", ".clip.mov.Ab3dE9", "movie.part", "x.filepart",
-		"file.crdownload", "scratch.tmp", ".syncthing.clip.mov.tmp", "sub/._clip.mov",
+		"._clip.mov",	    ".DS_Store",   ".AppleDouble",
+		".Spotlight-V100",  ".Trashes",	   ".fseventsd",
+		".TemporaryItems",  "Thumbs.db",   "thumbs.db",
+		"desktop.ini",	    "Desktop.ini", "~$report.docx",
+		".clip.mov.Ab3dE9", "movie.part",  "x.filepart",
+		"file.crdownload",  "scratch.tmp", ".syncthing.clip.mov.tmp",
+		"sub/._clip.mov",
 	};
 	struct folder_cfg f = folder();
 	size_t i;
@@ -41,8 +44,10 @@ static void test_default_junk(void **state)
 static void test_real_names(void **state)
 {
 	static const char *const real[] = {
-		"clip.mov", "DS_Store.mov", "sub/dir/photo.JPG", ".hidden", "a.b.c", "partial.mov",
-		"tmp", "report.docx", "clip.mov.Ab3dE", "~report.docx", "\xff\xfe.bin",
+		"clip.mov",	"DS_Store.mov", "sub/dir/photo.JPG",
+		".hidden",	"a.b.c",	"partial.mov",
+		"tmp",		"report.docx",	"clip.mov.Ab3dE",
+		"~report.docx", "\xff\xfe.bin",
 	};
 	struct folder_cfg f = folder();
 	size_t i;
@@ -131,9 +136,12 @@ static void test_markers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_default_junk),     cmocka_unit_test(test_real_names),
-		cmocka_unit_test(test_default_excludes_off), cmocka_unit_test(test_junk_dirs),
-		cmocka_unit_test(test_globs),            cmocka_unit_test(test_markers),
+		cmocka_unit_test(test_default_junk),
+		cmocka_unit_test(test_real_names),
+		cmocka_unit_test(test_default_excludes_off),
+		cmocka_unit_test(test_junk_dirs),
+		cmocka_unit_test(test_globs),
+		cmocka_unit_test(test_markers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,8 +18,8 @@
 
 static struct file_id fid(int64_t size, int64_t mtime_ns)
 {
-	struct file_id id = {.dev = 1, .ino = 42, .size = size, .mtime_ns = mtime_ns,
-			     .ctime_ns = mtime_ns};
+	struct file_id id = {
+		.dev = 1, .ino = 42, .size = size, .mtime_ns = mtime_ns, .ctime_ns = mtime_ns};
 	return id;
 }
 
