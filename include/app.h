@@ -11,9 +11,9 @@
 #include "config.h"
 
 struct ingest_opts {
-	bool oneshot;     /* `scan`: one pass, ingest what is finished, exit */
-	bool dry_run;     /* print finished/settling files, never touch the database */
-	bool no_db;       /* `run --no-db`: watch and print "finished" lines only (tests of issue 3) */
+	bool oneshot; /* `scan`: one pass, ingest what is finished, exit */
+	bool dry_run; /* print finished/settling files, never touch the database */
+	bool no_db;   /* `run --no-db`: watch and print "finished" lines only (tests of issue 3) */
 	const char *config_path; /* for reload on SIGHUP */
 };
 

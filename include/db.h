@@ -40,8 +40,8 @@ enum db_state db_state(const struct db *db);
  * may be in flight; callbacks run in submission order. Returns -ENOTCONN when
  * not DB_READY (the caller holds its work and retries on DB_READY).
  */
-int db_exec(struct db *db, const char *sql, int nparams, const char *const *params,
-	    db_result_cb cb, void *arg) __attribute__((warn_unused_result));
+int db_exec(struct db *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
+	    void *arg) __attribute__((warn_unused_result));
 unsigned db_inflight(const struct db *db);
 /* Called for every NOTIFY received (after LISTEN issued through db_exec). */
 void db_set_notify_cb(struct db *db, db_notify_cb cb, void *arg);

@@ -18,14 +18,14 @@
 struct hasher;
 
 struct hash_result {
-	int status;             /* 0; -ESTALE changed (settle again); -ENOENT vanished; other -errno */
-	char error[256];        /* human text when status != 0, names the path */
-	char sha256[65];        /* lowercase hex */
-	char mime[100];         /* libmagic MIME type, e.g. "video/mp4" */
-	char asset_type[16];    /* video | audio | image | document */
-	struct file_id id;      /* identity after hashing */
-	uint64_t bytes;         /* bytes hashed */
-	double seconds;         /* wall time spent hashing */
+	int status;	     /* 0; -ESTALE changed (settle again); -ENOENT vanished; other -errno */
+	char error[256];     /* human text when status != 0, names the path */
+	char sha256[65];     /* lowercase hex */
+	char mime[100];	     /* libmagic MIME type, e.g. "video/mp4" */
+	char asset_type[16]; /* video | audio | image | document */
+	struct file_id id;   /* identity after hashing */
+	uint64_t bytes;	     /* bytes hashed */
+	double seconds;	     /* wall time spent hashing */
 };
 
 typedef void (*hasher_cb)(const struct hash_result *res, void *arg);

@@ -24,6 +24,8 @@ enum {
 	CLAIM_TENANT_CODE,
 	CLAIM_YYYYMM,	     /* "YYYY/MM" of the asset's creation (UTC) */
 	CLAIM_ORIGINAL_PATH, /* the asset's primary original location, may be NULL */
+	CLAIM_PATH_HEX,	     /* the original's exact path bytes in hex when they are not
+				UTF-8 (the ingest ledger's), else NULL */
 	CLAIM_NCOLS
 };
 

@@ -24,7 +24,7 @@ void log_msg_errno(enum log_level lvl, const char *subsys, int err, const char *
 
 #define log_error(sub, ...) log_msg(LOG_LVL_ERROR, sub, __VA_ARGS__)
 #define log_warnx(sub, ...) log_msg(LOG_LVL_WARN, sub, __VA_ARGS__)
-#define log_info(sub, ...) log_msg(LOG_LVL_INFO, sub, __VA_ARGS__)
+#define log_info(sub, ...)  log_msg(LOG_LVL_INFO, sub, __VA_ARGS__)
 #define log_debug(sub, ...) log_msg(LOG_LVL_DEBUG, sub, __VA_ARGS__)
 /* Appends ": strerror(errno)". */
 #define log_warn(sub, ...) log_msg_errno(LOG_LVL_WARN, sub, errno, __VA_ARGS__)

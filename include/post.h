@@ -13,7 +13,7 @@
 enum post_action { POST_MOVE, POST_DELETE, POST_QUARANTINE };
 
 struct post_result {
-	int status;            /* 0 or -errno */
+	int status;	       /* 0 or -errno */
 	char error[256];       /* names the path and the failing call */
 	char final_path[4096]; /* where the file is now (POST_MOVE/QUARANTINE) */
 };

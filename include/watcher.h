@@ -22,35 +22,38 @@
 struct watcher;
 
 enum watcher_event {
-	WATCHER_FINISHED,       /* fi describes a finished regular file */
-	WATCHER_SETTLING,       /* only in oneshot dry-run: fi + reason of a file still settling */
-	WATCHER_FOLDER_PAUSED,  /* fi->folder vanished/unmounted; fi->relpath NULL */
+	WATCHER_FINISHED,	/* fi describes a finished regular file */
+	WATCHER_SETTLING,	/* only in oneshot dry-run: fi + reason of a file still settling */
+	WATCHER_FOLDER_PAUSED,	/* fi->folder vanished/unmounted; fi->relpath NULL */
 	WATCHER_FOLDER_RESUMED, /* fi->folder is back and was rescanned */
-	WATCHER_SCAN_DONE,      /* oneshot: every folder was scanned once; fi NULL */
+	WATCHER_SCAN_DONE,	/* oneshot: every folder was scanned once; fi NULL */
 };
 
 struct watch_file {
 	const struct folder_cfg *folder;
-	const char *relpath;    /* path below folder->path, no leading '/' */
-	const char *abspath;    /* folder->path + "/" + relpath */
-	struct file_id id;      /* identity when it was found finished */
-	const char *reason;     /* WATCHER_SETTLING: why it is not finished yet */
+	const char *relpath; /* path below folder->path, no leading '/' */
+	const char *abspath; /* folder->path + "/" + relpath */
+	struct file_id id;   /* identity when it was found finished */
+	const char *reason;  /* WATCHER_SETTLING: why it is not finished yet */
 };
 
 typedef void (*watcher_cb)(struct watcher *w, enum watcher_event ev, const struct watch_file *f,
 			   void *arg);
 
 struct watcher_opts {
-	bool oneshot;           /* scan each folder once, report, then WATCHER_SCAN_DONE */
-	bool report_settling;   /* oneshot: also report WATCHER_SETTLING entries */
+	bool oneshot;	      /* scan each folder once, report, then WATCHER_SCAN_DONE */
+	bool report_settling; /* oneshot: also report WATCHER_SETTLING entries */
 };
 
 int watcher_create(uv_loop_t *loop, const struct config *cfg, const struct watcher_opts *opts,
-		   watcher_cb cb, void *arg, struct watcher **out) __attribute__((warn_unused_result));
+		   watcher_cb cb, void *arg, struct watcher **out)
+	__attribute__((warn_unused_result));
 /* Add watches and start the initial scan of every folder of every active tenant. */
 int watcher_start(struct watcher *w) __attribute__((warn_unused_result));
 /* Pause a tenant's folders (inactive tenant) or resume them. */
 void watcher_set_tenant_active(struct watcher *w, const char *tenant_code, bool active);
+/* False when the folder's tenant was made inactive (true for a folder it does not know). */
+bool watcher_folder_active(const struct watcher *w, const struct folder_cfg *folder);
 /* The finished file was catalogued (or deliberately skipped): remember its
  * identity; report it again only if it changes. */
 void watcher_file_done(struct watcher *w, const struct folder_cfg *folder, const char *relpath);

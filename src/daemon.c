@@ -70,9 +70,10 @@ static void maint_cb(uv_timer_t *t)
 {
 	struct ingest *ing = container_of(t, struct ingest, maint);
 	uint64_t ticks = ++ing->maint_ticks;
-	uint64_t reconcile_ticks = ing->cfg->reconcile_interval_s > 0
-					   ? (uint64_t)ing->cfg->reconcile_interval_s * 1000 / MAINT_TICK_MS
-					   : 0;
+	uint64_t reconcile_ticks =
+		ing->cfg->reconcile_interval_s > 0
+			? (uint64_t)ing->cfg->reconcile_interval_s * 1000 / MAINT_TICK_MS
+			: 0;
 
 	/* Partitions: daily, so the current and next month always exist. */
 	if (ticks % (24 * 60) == 0)
@@ -90,9 +91,10 @@ static void status_update(struct ingest *ing)
 		watcher_get_stats(ing->watcher, &st);
 	notify_status("watching %llu folders' directories, %llu settling, %u in pipeline, "
 		      "%u held; database %s; %llu catalogued",
-		      (unsigned long long)st.watches, (unsigned long long)st.settling,
-		      ing->n_files, ing->catalog ? catalog_held(ing->catalog) : 0,
-		      ing->db ? dbs[db_state(ing->db)] : "off", (unsigned long long)ing->n_ingested);
+		      (unsigned long long)st.watches, (unsigned long long)st.settling, ing->n_files,
+		      ing->catalog ? catalog_held(ing->catalog) : 0,
+		      ing->db ? dbs[db_state(ing->db)] : "off",
+		      (unsigned long long)ing->n_ingested);
 }
 
 static void on_db_state(struct db *db, enum db_state state, void *arg)
@@ -107,7 +109,8 @@ static void on_db_state(struct db *db, enum db_state state, void *arg)
 	} else if (state == DB_DOWN) {
 		if (!ing->db_down_since)
 			ing->db_down_since = uv_hrtime();
-		log_warnx("ingest", "database unavailable; holding finished files and reconnecting");
+		log_warnx("ingest",
+			  "database unavailable; holding finished files and reconnecting");
 	}
 	status_update(ing);
 }
@@ -158,8 +161,9 @@ static void stop_timer_cb(uv_timer_t *t)
 {
 	struct ingest *ing = container_of(t, struct ingest, stop_timer);
 
-	log_warnx("ingest", "%u files still in the pipeline after %d ms; stopping anyway (they "
-			    "are still in their drop folders and are picked up at the next start)",
+	log_warnx("ingest",
+		  "%u files still in the pipeline after %d ms; stopping anyway (they "
+		  "are still in their drop folders and are picked up at the next start)",
 		  ing->n_files, STOP_GRACE_MS);
 	shutdown_stages(ing);
 }
@@ -351,7 +355,7 @@ static int sync_folder_stats(struct ingest *ing)
  * total, rate and ETA every PROGRESS_MS and put it in the sd_notify STATUS.
  */
 #define PROGRESS_MIN 100
-#define PROGRESS_MS 5000
+#define PROGRESS_MS  5000
 
 static void progress_cb(uv_timer_t *t)
 {
@@ -466,22 +470,23 @@ static void render_metrics(struct mbuf *b, void *arg)
 	}
 	if (ing->watcher)
 		watcher_get_stats(ing->watcher, &ws);
-	mbuf_printf(b,
-		    "# TYPE mam_ingest_inotify_overflows_total counter\n"
-		    "mam_ingest_inotify_overflows_total %llu\n"
-		    "# TYPE mam_ingest_rescans_total counter\nmam_ingest_rescans_total %llu\n"
-		    "# TYPE mam_ingest_watches gauge\nmam_ingest_watches %llu\n"
-		    "# TYPE mam_ingest_files_tracked gauge\nmam_ingest_files_tracked %llu\n"
-		    "# TYPE mam_ingest_files_settling gauge\nmam_ingest_files_settling %llu\n"
-		    "# TYPE mam_ingest_files_in_pipeline gauge\nmam_ingest_files_in_pipeline %u\n"
-		    "# TYPE mam_ingest_files_waiting_for_database gauge\n"
-		    "mam_ingest_files_waiting_for_database %u\n"
-		    "# TYPE mam_ingest_database_connected gauge\nmam_ingest_database_connected %d\n",
-		    (unsigned long long)ws.overflows, (unsigned long long)ws.rescans,
-		    (unsigned long long)ws.watches, (unsigned long long)ws.tracked,
-		    (unsigned long long)ws.settling, ing->n_files,
-		    ing->catalog ? catalog_held(ing->catalog) : 0,
-		    ing->db && db_state(ing->db) == DB_READY);
+	mbuf_printf(
+		b,
+		"# TYPE mam_ingest_inotify_overflows_total counter\n"
+		"mam_ingest_inotify_overflows_total %llu\n"
+		"# TYPE mam_ingest_rescans_total counter\nmam_ingest_rescans_total %llu\n"
+		"# TYPE mam_ingest_watches gauge\nmam_ingest_watches %llu\n"
+		"# TYPE mam_ingest_files_tracked gauge\nmam_ingest_files_tracked %llu\n"
+		"# TYPE mam_ingest_files_settling gauge\nmam_ingest_files_settling %llu\n"
+		"# TYPE mam_ingest_files_in_pipeline gauge\nmam_ingest_files_in_pipeline %u\n"
+		"# TYPE mam_ingest_files_waiting_for_database gauge\n"
+		"mam_ingest_files_waiting_for_database %u\n"
+		"# TYPE mam_ingest_database_connected gauge\nmam_ingest_database_connected %d\n",
+		(unsigned long long)ws.overflows, (unsigned long long)ws.rescans,
+		(unsigned long long)ws.watches, (unsigned long long)ws.tracked,
+		(unsigned long long)ws.settling, ing->n_files,
+		ing->catalog ? catalog_held(ing->catalog) : 0,
+		ing->db && db_state(ing->db) == DB_READY);
 	mbuf_printf(b, "# HELP mam_ingest_finished_to_committed_seconds Latency from finished to "
 		       "committed.\n# TYPE mam_ingest_finished_to_committed_seconds histogram\n");
 	histogram_render(b, "mam_ingest_finished_to_committed_seconds", "", &ing->latency);

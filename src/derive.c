@@ -61,7 +61,8 @@ static void hash_work(uv_work_t *w)
 	job->work_err = 0;
 	fd = open(job->out_tmp, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		job->work_err = -errno;
+		/* ffmpeg can succeed without writing anything (no frame at the offset). */
+		job->work_err = errno == ENOENT ? -ENODATA : -errno;
 		snprintf(job->work_what, sizeof job->work_what, "open");
 		return;
 	}
@@ -108,7 +109,7 @@ static void hash_done(uv_work_t *w, int status)
 	if (job->work_err) {
 		unlink(job->out_tmp);
 		if (job->work_err == -ENODATA)
-			job_fail(job, true, "%s produced an empty file", job->type);
+			job_fail(job, true, "ffmpeg produced no %s", job->type);
 		else
 			job_fail(job, true, "could not %s file \"%s\": %s", job->work_what,
 				 job->out_tmp, strerror(-job->work_err));

@@ -41,7 +41,6 @@ static void infile_free(struct infile *f)
 	free(f);
 }
 
-
 /*
  * After a reload the watcher is a new one that knows only the new config's
  * folders; a file still in flight from before belongs to the old generation.
@@ -73,7 +72,7 @@ static void file_forget(struct infile *f)
 }
 
 static const char *const state_names[] = {"lookup",  "hashing", "recording",
-					  "posting", "held",    "done"};
+					  "posting", "held",	"done"};
 
 static void infile_set_state(struct infile *f, enum infile_state st)
 {
@@ -106,10 +105,9 @@ static void uuid_v4(char out[37])
 	}
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
 }
 
 static void start_lookup(struct infile *f);
@@ -150,8 +148,8 @@ static void quarantine(struct infile *f, const char *reason)
 		 f->folder->tenant->code, f->folder->path, log_escape(f->relpath, rel, sizeof rel),
 		 log_escape(reason, esc, sizeof esc), f->sha256, when);
 	infile_set_state(f, IF_POSTING);
-	if (post_submit(&f->ing->loop, POST_QUARANTINE, f->abspath, f->folder->quarantine_to,
-			NULL, json, quarantine_cb, f) != 0) {
+	if (post_submit(&f->ing->loop, POST_QUARANTINE, f->abspath, f->folder->quarantine_to, NULL,
+			json, quarantine_cb, f) != 0) {
 		log_error("ingest", "could not start quarantine of \"%s\"",
 			  log_escape(f->relpath, esc, sizeof esc));
 		file_done(f);
@@ -204,9 +202,8 @@ static void start_post(struct infile *f)
 	char esc[LOG_ESC_MAX];
 
 	infile_set_state(f, IF_POSTING);
-	if (post_submit(&f->ing->loop, act, f->abspath,
-			act == POST_MOVE ? f->final_path : NULL, f->sha256[0] ? f->sha256 : NULL,
-			NULL, on_post_done, f) != 0) {
+	if (post_submit(&f->ing->loop, act, f->abspath, act == POST_MOVE ? f->final_path : NULL,
+			f->sha256[0] ? f->sha256 : NULL, NULL, on_post_done, f) != 0) {
 		log_error("ingest", "could not start after_ingest for \"%s\"",
 			  log_escape(f->relpath, esc, sizeof esc));
 		file_done(f);
@@ -230,7 +227,8 @@ static void record_cb(const struct catalog_result *r, void *arg)
 		if (r->outcome == CAT_INGESTED) {
 			ing->n_ingested++;
 			f->stats->catalogued++;
-			log_info("ingest", "%s \"%s\": catalogued as asset %s (%s, %lld bytes, sha256 %s)",
+			log_info("ingest",
+				 "%s \"%s\": catalogued as asset %s (%s, %lld bytes, sha256 %s)",
 				 f->folder->tenant->code, esc, r->asset_id, f->asset_type,
 				 (long long)f->id.size, f->sha256);
 		} else {
@@ -244,7 +242,8 @@ static void record_cb(const struct catalog_result *r, void *arg)
 			free(f->final_path);
 			f->final_path = strdup(r->final_path);
 		}
-		if (f->folder->after != AFTER_LEAVE && (r->outcome == CAT_INGESTED || r->move_pending)) {
+		if (f->folder->after != AFTER_LEAVE &&
+		    (r->outcome == CAT_INGESTED || r->move_pending)) {
 			start_post(f);
 			return;
 		}
@@ -265,8 +264,10 @@ static void record_cb(const struct catalog_result *r, void *arg)
 		return;
 	case CAT_OVER_QUOTA:
 		if (f->state != IF_HELD)
-			log_warnx("ingest", "%s \"%s\": over the tenant's storage quota; held until "
-					    "the next reconcile or reload", f->folder->tenant->code, esc);
+			log_warnx("ingest",
+				  "%s \"%s\": over the tenant's storage quota; held until "
+				  "the next reconcile or reload",
+				  f->folder->tenant->code, esc);
 		infile_set_state(f, IF_HELD);
 		return;
 	case CAT_TENANT_INACTIVE:
@@ -282,7 +283,8 @@ static void record_cb(const struct catalog_result *r, void *arg)
 		f->stats->failed++;
 		f->attempts++;
 		log_error("ingest", "%s \"%s\": could not catalogue (attempt %d of %d): %s",
-			  f->folder->tenant->code, esc, f->attempts, MAX_CATALOG_ATTEMPTS, r->error);
+			  f->folder->tenant->code, esc, f->attempts, MAX_CATALOG_ATTEMPTS,
+			  r->error);
 		if (f->attempts >= MAX_CATALOG_ATTEMPTS) {
 			snprintf(reason, sizeof reason, "could not be catalogued: %s", r->error);
 			quarantine(f, reason);
@@ -402,12 +404,31 @@ static void start_hash(struct infile *f)
 	}
 }
 
+/*
+ * The tenant was found inactive (in the database, at start-up) while the file
+ * waited for its lookup: the watcher has already let go of the folder, and the
+ * file must not even be read.
+ */
+static bool tenant_went_inactive(struct infile *f)
+{
+	char esc[LOG_ESC_MAX];
+
+	if (!f->ing->watcher || watcher_folder_active(f->ing->watcher, f->folder))
+		return false;
+	log_info("ingest", "%s \"%s\": tenant is inactive; not read",
+		 f->folder->tenant->code, log_escape(f->relpath, esc, sizeof esc));
+	file_forget(f);
+	infile_set_state(f, IF_DONE);
+	return true;
+}
+
 static void lookup_cb(bool known, const struct catalog_result *r, void *arg)
 {
 	struct infile *f = arg;
 
 	if (!known) {
-		start_hash(f);
+		if (!tenant_went_inactive(f))
+			start_hash(f);
 		return;
 	}
 	/* The ledger already holds this exact file: no rehash. */
@@ -502,9 +523,7 @@ void ingest_watcher_event(struct watcher *w, enum watcher_event ev, const struct
 		start_lookup(f);
 		ingest_backlog_check(ing);
 		return;
-	case WATCHER_SETTLING:
-		print_line("settling", wf, wf->reason ? wf->reason : "");
-		return;
+	case WATCHER_SETTLING: print_line("settling", wf, wf->reason ? wf->reason : ""); return;
 	case WATCHER_FOLDER_PAUSED:
 		log_warnx("ingest", "%s: drop folder \"%s\" is gone; paused until it is back",
 			  wf->folder->tenant->code, wf->folder->path);
@@ -530,7 +549,6 @@ void ingest_retry_held(struct ingest *ing)
 			start_record(f);
 	}
 }
-
 
 struct folder_stats *ingest_folder_stats(struct ingest *ing, const struct folder_cfg *folder)
 {

@@ -41,27 +41,27 @@ struct infile {
 	char *relpath;
 	char *abspath;
 	char *final_path;
-	int attempts;         /* catalogue failures so far */
-	unsigned gen;         /* config generation of folder; see ingest.c watcher_* wrappers */
+	int attempts; /* catalogue failures so far */
+	unsigned gen; /* config generation of folder; see ingest.c watcher_* wrappers */
 	bool over_quota_logged;
-	uint64_t t_finished;  /* uv_hrtime() when the watcher reported it */
-	struct infile *next;  /* on ing->files */
+	uint64_t t_finished; /* uv_hrtime() when the watcher reported it */
+	struct infile *next; /* on ing->files */
 	struct infile **pprev;
 };
 
 /* Per drop folder counters for /metrics. */
 struct folder_stats {
 	const struct folder_cfg *folder; /* in the current config; NULL once removed by a reload */
-	char *tenant, *path;              /* labels, kept across reloads */
+	char *tenant, *path;		 /* labels, kept across reloads */
 	uint64_t finished, catalogued, already, duplicates, failed, quarantined;
 	uint64_t bytes_hashed;
 	double hash_seconds;
-	unsigned held;        /* currently held (over quota / to retry) */
+	unsigned held; /* currently held (over quota / to retry) */
 };
 
 struct ingest {
 	uv_loop_t loop;
-	const struct config *cfg;     /* current config (swapped whole by a reload) */
+	const struct config *cfg; /* current config (swapped whole by a reload) */
 	const struct ingest_opts *opts;
 	struct watcher *watcher;
 	struct hasher *hasher;
@@ -73,28 +73,28 @@ struct ingest {
 	uv_timer_t stop_timer; /* bounds a graceful stop */
 	uv_timer_t progress;   /* runs only while a backlog is being worked off */
 	uint64_t progress_base, progress_t0;
-	struct infile *files;  /* every infile not yet freed */
+	struct infile *files; /* every infile not yet freed */
 	unsigned n_files;
-	unsigned n_confirms;   /* after_ingest confirmations not yet answered */
-	unsigned n_closing;    /* stages whose close callback is outstanding */
+	unsigned n_confirms; /* after_ingest confirmations not yet answered */
+	unsigned n_closing;  /* stages whose close callback is outstanding */
 	uint64_t maint_ticks;
 	uint64_t db_down_since; /* uv_hrtime() when the database went away, 0 when up */
-	bool scan_done;        /* oneshot: the watcher finished its pass */
+	bool scan_done;		/* oneshot: the watcher finished its pass */
 	bool stopping;
 	int exit_code;
 	uint64_t n_ingested, n_already, n_failed, n_hashed;
-	uint64_t n_done_files; /* infiles that reached IF_DONE, whatever the outcome */
-	struct histogram latency; /* finished -> committed, seconds */
+	uint64_t n_done_files;	      /* infiles that reached IF_DONE, whatever the outcome */
+	struct histogram latency;     /* finished -> committed, seconds */
 	struct folder_stats **fstats; /* one per folder ever configured in this process */
 	size_t n_fstats;
-	unsigned gen;                 /* config generation: bumped by every reload */
-	struct config **retired;      /* configs replaced by reloads, freed at exit */
+	unsigned gen;		 /* config generation: bumped by every reload */
+	struct config **retired; /* configs replaced by reloads, freed at exit */
 	size_t n_retired;
-	struct config *owned_cfg;     /* the current config when a reload loaded it */
+	struct config *owned_cfg; /* the current config when a reload loaded it */
 };
 
 #define MAX_CATALOG_ATTEMPTS 3
-#define STOP_GRACE_MS 15000
+#define STOP_GRACE_MS	     15000
 
 /* ingest.c */
 void ingest_watcher_event(struct watcher *w, enum watcher_event ev, const struct watch_file *wf,

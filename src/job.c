@@ -54,6 +54,27 @@ static char *dup_or_null(PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
 }
 
+/* A path the database only holds as hex bytes (not valid UTF-8). */
+static char *unhex(const char *hex)
+{
+	size_t n = strlen(hex) / 2, i;
+	char *out = malloc(n + 1);
+
+	if (!out)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		unsigned v;
+
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1 || v == 0) {
+			free(out);
+			return NULL;
+		}
+		out[i] = (char)v;
+	}
+	out[n] = '\0';
+	return out;
+}
+
 struct job *job_new(const struct job_env *env, PGresult *res, int row, job_done_cb cb, void *arg)
 {
 	struct job *job = calloc(1, sizeof *job);
@@ -73,6 +94,8 @@ struct job *job_new(const struct job_env *env, PGresult *res, int row, job_done_
 	snprintf(job->yyyymm, sizeof job->yyyymm, "%s", PQgetvalue(res, row, CLAIM_YYYYMM));
 	job->input_path = dup_or_null(res, row, CLAIM_INPUT);
 	job->original_path = dup_or_null(res, row, CLAIM_ORIGINAL_PATH);
+	if (!PQgetisnull(res, row, CLAIM_PATH_HEX))
+		job->exact_path = unhex(PQgetvalue(res, row, CLAIM_PATH_HEX));
 	code = PQgetisnull(res, row, CLAIM_TENANT_CODE) ? "unknown"
 							: PQgetvalue(res, row, CLAIM_TENANT_CODE);
 	job->tenant = strdup(code);
@@ -95,6 +118,7 @@ void job_free(struct job *job)
 	free(job->input);
 	free(job->input_path);
 	free(job->original_path);
+	free(job->exact_path);
 	free(job->tenant);
 	free(job->probe_json);
 	free(job->mediainfo_json);
@@ -326,14 +350,18 @@ static void on_probe_flat(struct jobrun *r, void *arg)
 
 /* ---- start, stop ---- */
 
-/* The input: input_path, else the asset's original location (it may have moved). */
+/*
+ * The input: the exact bytes of a non-UTF-8 name when the ledger has them
+ * (input_path then only holds a display form), else input_path, else the
+ * asset's original location (it may have moved since the job was queued).
+ */
 static int resolve_input(struct job *job)
 {
-	const char *cand[2] = {job->input_path, job->original_path};
+	const char *cand[3] = {job->exact_path, job->input_path, job->original_path};
 	struct stat st;
 	int i, err = ENOENT;
 
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++) {
 		if (!cand[i] || !*cand[i])
 			continue;
 		if (stat(cand[i], &st) != 0) {

@@ -30,7 +30,9 @@ static const char claim_sql[] =
 	" coalesce((SELECT to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY/MM') FROM assets a"
 	" WHERE a.id = j.asset_id LIMIT 1), to_char(now() AT TIME ZONE 'UTC', 'YYYY/MM')),"
 	" (SELECT l.path FROM asset_storage_locations l WHERE l.asset_id = j.asset_id"
-	" AND l.purpose = 'original' ORDER BY l.is_primary DESC, l.created_at LIMIT 1)";
+	" AND l.purpose = 'original' ORDER BY l.is_primary DESC, l.created_at LIMIT 1),"
+	" (SELECT encode(g.final_path_bytes, 'hex') FROM ingest_ledger g"
+	" WHERE g.asset_id = j.asset_id AND g.final_path_bytes IS NOT NULL LIMIT 1)";
 
 const char *jobsql_claim_text(void)
 {

@@ -29,8 +29,14 @@ void log_init(const char *progname)
 		max_level = LOG_LVL_DEBUG;
 }
 
-void log_set_level(enum log_level lvl) { max_level = lvl; }
-void log_set_json(int on) { json_mode = on; }
+void log_set_level(enum log_level lvl)
+{
+	max_level = lvl;
+}
+void log_set_json(int on)
+{
+	json_mode = on;
+}
 
 static const char *level_name(enum log_level lvl)
 {
@@ -50,10 +56,17 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 
 	if (s[0] < 0x80)
 		return 1;
-	if ((s[0] & 0xe0) == 0xc0) { len = 2; cp = s[0] & 0x1f; }
-	else if ((s[0] & 0xf0) == 0xe0) { len = 3; cp = s[0] & 0x0f; }
-	else if ((s[0] & 0xf8) == 0xf0) { len = 4; cp = s[0] & 0x07; }
-	else return 0;
+	if ((s[0] & 0xe0) == 0xc0) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else
+		return 0;
 	if (len > n)
 		return 0;
 	for (i = 1; i < len; i++) {
@@ -120,7 +133,9 @@ static void emit(enum log_level lvl, const char *subsys, const char *msg)
 		strftime(tbuf, sizeof tbuf, "%Y-%m-%dT%H:%M:%S", &tm);
 		/* msg is already escaped for paths; escape quotes/backslashes again for JSON. */
 		log_escape(msg, esc, sizeof esc);
-		fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"subsys\":\"%s\",\"msg\":\"%s\"}\n",
+		fprintf(stderr,
+			"{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"subsys\":\"%s\",\"msg\":\"%s\"}"
+			"\n",
 			tbuf, ts.tv_nsec / 1000000, level_name(lvl), subsys, esc);
 	} else if (journal_mode) {
 		fprintf(stderr, "<%d>%s: %s\n", (int)lvl, subsys, msg);

@@ -38,9 +38,10 @@ static void usage_main(FILE *out)
 {
 	size_t i;
 
-	fprintf(out, "usage: mam-ingest [-c FILE] COMMAND [OPTIONS]\n\n"
-		     "Watch-folder ingester for a media asset management catalogue in PostgreSQL.\n\n"
-		     "commands:\n");
+	fprintf(out,
+		"usage: mam-ingest [-c FILE] COMMAND [OPTIONS]\n\n"
+		"Watch-folder ingester for a media asset management catalogue in PostgreSQL.\n\n"
+		"commands:\n");
 	for (i = 0; i < sizeof subcmds / sizeof subcmds[0]; i++)
 		fprintf(out, "  %-14s %s\n", subcmds[i].name, subcmds[i].summary);
 	fprintf(out, "\noptions:\n"
@@ -52,9 +53,10 @@ static void usage_main(FILE *out)
 
 static void usage_sub(const struct subcmd *sc, FILE *out)
 {
-	fprintf(out, "usage: mam-ingest %s [-c FILE] [OPTIONS]\n\n%s.\n\noptions:\n"
-		     "  -c, --config FILE  configuration file\n%s"
-		     "  -h, --help         this help\n",
+	fprintf(out,
+		"usage: mam-ingest %s [-c FILE] [OPTIONS]\n\n%s.\n\noptions:\n"
+		"  -c, --config FILE  configuration file\n%s"
+		"  -h, --help         this help\n",
 		sc->name, sc->summary, sc->usage);
 }
 
@@ -73,10 +75,14 @@ static int load_config(const char *path, struct config **cfg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},      {"dry-run", no_argument, NULL, 'n'},
-		{"no-db", no_argument, NULL, 'N'},        {"sql-dir", required_argument, NULL, 'S'},
-		{"verbose", no_argument, NULL, 'v'},      {"log-format", required_argument, NULL, 'L'},
+		{"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"dry-run", no_argument, NULL, 'n'},
+		{"no-db", no_argument, NULL, 'N'},
+		{"sql-dir", required_argument, NULL, 'S'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"log-format", required_argument, NULL, 'L'},
 		{NULL, 0, NULL, 0},
 	};
 	const struct subcmd *sc = NULL;
@@ -93,7 +99,8 @@ int main(int argc, char **argv)
 
 		if (argv[i][0] == '-') {
 			if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0 ||
-			    strcmp(argv[i], "--sql-dir") == 0 || strcmp(argv[i], "--log-format") == 0)
+			    strcmp(argv[i], "--sql-dir") == 0 ||
+			    strcmp(argv[i], "--log-format") == 0)
 				i++;
 			continue;
 		}
@@ -120,7 +127,10 @@ int main(int argc, char **argv)
 		case 'v': verbose = true; break;
 		case 'L': logfmt = optarg; break;
 		default:
-			if (sc) usage_sub(sc, stderr); else usage_main(stderr);
+			if (sc)
+				usage_sub(sc, stderr);
+			else
+				usage_main(stderr);
 			return 2;
 		}
 	}
@@ -129,7 +139,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (help || !sc) {
-		if (sc) usage_sub(sc, stdout); else usage_main(help ? stdout : stderr);
+		if (sc)
+			usage_sub(sc, stdout);
+		else
+			usage_main(help ? stdout : stderr);
 		return help ? 0 : 2;
 	}
 	path = config_path_resolve(cfgarg);

@@ -31,7 +31,7 @@ struct metrics {
 };
 
 const double histogram_bounds[HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-					       0.1,   0.25,   0.5,   1.0,  2.5,   10.0};
+					       0.1,   0.25,   0.5,   1.0,  2.5,	  10.0};
 
 void mbuf_printf(struct mbuf *b, const char *fmt, ...)
 {

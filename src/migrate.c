@@ -245,7 +245,7 @@ static int apply_one(PGconn *conn, const char *dir, const struct migration *m, b
 static int load_applied(PGconn *conn, struct migration *m, size_t n)
 {
 	PGresult *res =
-	    PQexec(conn, "SELECT version, name FROM schema_migrations ORDER BY version");
+		PQexec(conn, "SELECT version, name FROM schema_migrations ORDER BY version");
 	int i, rows, v;
 	size_t j;
 

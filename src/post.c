@@ -433,7 +433,7 @@ static int quarantine(const char *src, const char *qdir, const char *reason,
 		clash_name(base, n, name, sizeof(name));
 		if (snprintf(path, sizeof(path), "%s/%s", qdir, name) >= (int)sizeof(path) ||
 		    snprintf(rpath, sizeof(rpath), "%s%s", path, REASON_SUFFIX) >=
-			(int)sizeof(rpath))
+			    (int)sizeof(rpath))
 			return set_err(res, -ENAMETOOLONG, "path too long: \"%s\"", esc(qdir, e));
 		if (lstat(path, &st) == 0 || lstat(rpath, &st) == 0)
 			continue;

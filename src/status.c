@@ -47,13 +47,14 @@ static PGresult *query(PGconn *c, const char *sql)
 
 static int print_tenants(PGconn *c)
 {
-	PGresult *r = query(c, "SELECT t.code, coalesce(t.is_active, true),"
-			       " count(a.id) FILTER (WHERE a.created_at >= date_trunc('day', now())),"
-			       " count(a.id), coalesce(sum(a.file_size_bytes), 0),"
-			       " coalesce(t.storage_quota_bytes, -1)"
-			       " FROM tenants t LEFT JOIN assets a ON a.tenant_id = t.id"
-			       " AND a.parent_id IS NULL AND a.deleted_at IS NULL"
-			       " GROUP BY t.id ORDER BY t.code");
+	PGresult *r =
+		query(c, "SELECT t.code, coalesce(t.is_active, true),"
+			 " count(a.id) FILTER (WHERE a.created_at >= date_trunc('day', now())),"
+			 " count(a.id), coalesce(sum(a.file_size_bytes), 0),"
+			 " coalesce(t.storage_quota_bytes, -1)"
+			 " FROM tenants t LEFT JOIN assets a ON a.tenant_id = t.id"
+			 " AND a.parent_id IS NULL AND a.deleted_at IS NULL"
+			 " GROUP BY t.id ORDER BY t.code");
 	int i;
 
 	if (!r)
@@ -198,11 +199,16 @@ static int fetch_metrics(const char *listen, char **out)
 static void print_daemon(const struct config *cfg)
 {
 	static const char *const wanted[] = {
-		"mam_ingest_folder_info",          "mam_ingest_files_settling",
-		"mam_ingest_files_in_pipeline",    "mam_ingest_files_waiting_for_database",
-		"mam_ingest_files_held",           "mam_ingest_database_connected",
-		"mam_ingest_files_catalogued_total", "mam_ingest_files_failed_total",
-		"mam_ingest_inotify_overflows_total", "mam_ingest_watches",
+		"mam_ingest_folder_info",
+		"mam_ingest_files_settling",
+		"mam_ingest_files_in_pipeline",
+		"mam_ingest_files_waiting_for_database",
+		"mam_ingest_files_held",
+		"mam_ingest_database_connected",
+		"mam_ingest_files_catalogued_total",
+		"mam_ingest_files_failed_total",
+		"mam_ingest_inotify_overflows_total",
+		"mam_ingest_watches",
 		"mam_ingest_folder_owner",
 	};
 	char *body = NULL, *line, *save = NULL;
@@ -229,7 +235,8 @@ static void print_daemon(const struct config *cfg)
 		for (i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
 			size_t wl = strlen(wanted[i]);
 
-			if (strncmp(line, wanted[i], wl) == 0 && (line[wl] == '{' || line[wl] == ' '))
+			if (strncmp(line, wanted[i], wl) == 0 &&
+			    (line[wl] == '{' || line[wl] == ' '))
 				printf("  %s\n", line + strlen("mam_ingest_"));
 		}
 	}

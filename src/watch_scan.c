@@ -375,7 +375,8 @@ static void oneshot_done(struct watcher *w, struct wfolder *f, struct scan_job *
 		log_warnx("watcher", "could not scan drop folder \"%s\" of tenant %s: %s",
 			  watch_esc(f->cfg->path, esc), f->cfg->tenant->code,
 			  strerror(j->root_err));
-	for (i = 0; i < j->n_items && !w->closing; i++) {
+	/* A tenant made inactive meanwhile: its files are not reported. */
+	for (i = 0; i < j->n_items && f->active && !w->closing; i++) {
 		struct scan_item *it = &j->items[i];
 
 		if (!it->reason) {
@@ -399,15 +400,19 @@ static void scan_done(uv_work_t *req, int status)
 
 	w->jobs--;
 	f->job = NULL;
-	if (status < 0 || w->closing || !f->active) {
-		if (!w->closing && status == 0)
-			job_drop_watches(w, j);
+	if (status < 0 || w->closing) {
 		job_free(j);
 		watch_maybe_freed(w);
 		return;
 	}
 	if (j->oneshot) {
 		oneshot_done(w, f, j);
+		job_free(j);
+		scan_next(f); /* a tenant re-activated meanwhile wants its pass */
+		return;
+	}
+	if (!f->active) {
+		job_drop_watches(w, j);
 		job_free(j);
 		return;
 	}

@@ -375,9 +375,21 @@ void watcher_set_tenant_active(struct watcher *w, const char *tenant_code, bool 
 			watch_folder_stop(f);
 			watch_entries_forget(w, f, NULL);
 		} else if (w->started && !w->closing) {
+			if (w->opts.oneshot)
+				w->oneshot_left++;
 			watch_folder_begin(f);
 		}
 	}
+}
+
+bool watcher_folder_active(const struct watcher *w, const struct folder_cfg *folder)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_folders; i++)
+		if (w->folders[i].cfg == folder)
+			return w->folders[i].active;
+	return true;
 }
 
 static struct wentry *lookup(struct watcher *w, const struct folder_cfg *folder,

@@ -6,7 +6,9 @@
 #   on_duplicate: quarantine  no asset; the file is moved to quarantine_to with
 #                             NAME.reason.json beside it.
 # Also: two identical files dropped at the same moment into a skip folder give
-# exactly one asset, and a later scan neither rehashes nor re-quarantines.
+# exactly one asset, also when the two copies arrive on two daemons (two ingest
+# nodes, each watching its own folder of the tenant); and a later scan neither
+# rehashes nor re-quarantines.
 . "${MAM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/common.sh"
 . "$MAM_SRC/tests/integration/lib_ingest.sh"
 ing_require
@@ -125,7 +127,8 @@ log "quarantine reason: $reason"
 assert_eq "$(n_sha "$SW")" 1 "assets with content W (two identical files at once, skip)"
 assert_eq "$(sha256 "$(find "$DS" -maxdepth 1 -name 'w?.bin')")" "$SW" "content of the W file left in place"
 
-assert_eq "$(asset_count d1) $(psql_q "SELECT count(*) FROM asset_storage_locations") $(psql_q "SELECT count(*) FROM ingest_jobs")" \
+assert_eq "$(psql_q "SELECT (SELECT count(*) FROM assets) || ' ' ||
+		     (SELECT count(*) FROM asset_storage_locations) || ' ' || (SELECT count(*) FROM ingest_jobs)")" \
 	"5 5 5" "assets, locations and jobs"
 
 # A second pass: the skipped files are known (not rehashed, not catalogued),
@@ -140,4 +143,61 @@ assert_eq "$(summary_get "$T/scan.log" catalogued)" 0 "files catalogued by the s
 assert_eq "$(asset_count d1)" 5 "assets after the scan"
 assert_eq "$(find "$QUAR" -type f | wc -l)" 2 "files in quarantine (z2.bin and its reason)"
 [ -f "$DS/y2.bin" ] || fail "y2.bin vanished during the scan"
+
+# ---- the same content on two ingest nodes at once, on_duplicate: skip --------
+NR=6
+for side in a b; do
+	mkdir -p "$T/dup$side"
+	{
+		cfg_header 300
+		cat <<EOF
+tenants:
+  - code: d2
+    name: Duplicates on two nodes
+    drop_folders:
+      - path: $T/dup$side
+        on_duplicate: skip
+        jobs: [metadata]
+EOF
+	} >"$T/dup_$side.yaml"
+	cfg_finish "$T/dup_$side.yaml"
+	: >"$T/dup_$side.log"
+done
+: >"$T/man_d2"
+for ((r = 1; r <= NR; r++)); do
+	head -c 200000 /dev/urandom >"$T/src/c$r"
+	printf '%s\tc%d\n' "$(sha256 "$T/src/c$r")" $r >>"$T/man_d2"
+	mkdir -p "$T/srca$r" "$T/srcb$r"
+	cp "$T/src/c$r" "$T/srca$r/r$r.bin"
+	cp "$T/src/c$r" "$T/srcb$r/r$r.bin"
+done
+daemon_run "$T/dup_a.yaml" "$T/dup_a.log"
+PA=$DPID
+daemon_run "$T/dup_b.yaml" "$T/dup_b.log"
+PB=$DPID
+wait_log 60 "$T/dup_a.log" "database connected"
+wait_log 60 "$T/dup_b.log" "database connected"
+SKIPPED='duplicate of asset .*skipped'
+n_skipped() { echo $(($(count_log "$T/dup_a.log" "$SKIPPED") + $(count_log "$T/dup_b.log" "$SKIPPED"))); }
+_dup_decided() { [ $(($(n_skipped) + $(asset_count d2))) -ge "$1" ]; }
+phase_begin "$NR rounds: one content dropped on two daemons at once"
+for ((r = 1; r <= NR; r++)); do
+	mv "$T/srca$r/r$r.bin" "$T/dupa/" &
+	m1=$!
+	mv "$T/srcb$r/r$r.bin" "$T/dupb/" &
+	m2=$!
+	wait $m1
+	wait $m2
+	wait_for 60 "both copies of round $r catalogued or skipped" _dup_decided $((2 * r))
+done
+phase_end
+daemon_term "$PA"
+daemon_term "$PB"
+log "daemon a: $(summary "$T/dup_a.log"); daemon b: $(summary "$T/dup_b.log")"
+bad=$(psql_q "SELECT checksum_sha256 || ': ' || count(*) || ' assets' FROM assets a JOIN tenants t ON t.id = a.tenant_id
+	      WHERE t.code = 'd2' GROUP BY checksum_sha256 HAVING count(*) <> 1")
+[ -z "$bad" ] || fail "the same content dropped on two nodes with on_duplicate skip was catalogued twice:
+$bad"
+check_invariant d2 "$T/man_d2" "metadata"
+assert_eq "$(n_skipped)" $NR "skipped duplicates across both daemons"
 log "PASS"

@@ -113,6 +113,11 @@ fi
 # The ledger has one ingested row per file: no key recorded twice either.
 assert_eq "$(psql_q "SELECT count(*), count(DISTINCT asset_id) FROM ingest_ledger WHERE outcome = 'ingested'")" \
 	"$NFILES|$NFILES" "ingested ledger rows and their distinct assets"
+# What the kills interrupted, as far as the logs tell (figures for the report).
+log "kill rounds: $(count_log "$T/daemon.log" 'catalogued as asset') files catalogued," \
+	"$(count_log "$T/daemon.log" 'already catalogued') answered 'already catalogued' by the ledger," \
+	"$(count_log "$T/daemon.log" 'not confirmed; repairing') starts repaired unconfirmed after_ingest actions," \
+	"$(count_log "$T/daemon.log" 'confirming interrupted') interrupted moves confirmed"
 [ "$(count_log "$T/daemon.log" 'panic|Assertion|AddressSanitizer|runtime error')" = 0 ] ||
 	fail "the daemon log shows a crash or sanitizer report"
 log "PASS"

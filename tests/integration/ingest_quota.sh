@@ -159,7 +159,8 @@ bad=$(psql_q "SELECT t.code || ': ' || count(a.id) || ' assets, ' || coalesce(su
 	      FROM tenants t LEFT JOIN assets a ON a.tenant_id = t.id AND a.parent_id IS NULL
 	     WHERE t.code LIKE 'race%' GROUP BY t.code
 	    HAVING count(a.id) <> 1 OR coalesce(sum(a.file_size_bytes), 0) > $QUOTA ORDER BY t.code")
-[ -z "$bad" ] || fail "quota race lost: tenants with two files of $FSIZE bytes and a quota of $QUOTA should have exactly one asset:
+[ -z "$bad" ] || fail "quota race lost: with two files of $FSIZE bytes and a quota of $QUOTA
+each tenant should have exactly one asset:
 $bad"
 assert_eq "$(n_over)" $((NT * NR)) "over-quota reports across both daemons"
 winners=

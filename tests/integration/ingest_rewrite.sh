@@ -129,7 +129,7 @@ for kind in append overwrite; do
 		fi
 	done
 	phase_end
-	[ $HIT = 1 ] || fail "could not change the file while it was hashed in 4 attempts ($kind)"
+	[ "$HIT" = 1 ] || fail "could not change the file while it was hashed in 4 attempts ($kind)"
 done
 
 daemon_term "$DPID"

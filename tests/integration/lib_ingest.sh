@@ -92,7 +92,10 @@ _forget_pid() {
 # the SIGTERM is a failure too.
 daemon_term() {
 	local pid=$1 timeout=${2:-60} rc=0
-	daemon_alive "$pid" || { wait "$pid" 2>/dev/null || rc=$?; fail "daemon $pid had already exited (status $rc) before SIGTERM"; }
+	if ! daemon_alive "$pid"; then
+		wait "$pid" 2>/dev/null || rc=$?
+		fail "daemon $pid had already exited (status $rc) before SIGTERM"
+	fi
 	kill -TERM "$pid"
 	wait_for "$timeout" "daemon $pid to exit after SIGTERM" _pid_gone "$pid"
 	wait "$pid" 2>/dev/null || rc=$?

@@ -60,6 +60,15 @@ C=$(add_asset "$TEN" corrupt.mp4 video "$M/corrupt.mp4" metadata,proxy)
 Z=$(add_asset "$TEN" empty.mp4 video "$M/empty.mp4" metadata,thumbnail)
 GONE=$(add_asset "$TEN" gone.mp4 video "$M/gone.mp4" metadata)
 B=$(add_asset "$BROKEN" b.png image "$M/still.png" thumbnail 2)
+# A name that is not UTF-8: the catalogue has a display form, the ingest
+# ledger the exact bytes (as the ingester records them).
+ODD="$M/odd"$'\xff'".wav"
+cp "$M/mono.wav" "$ODD"
+U=$(add_asset "$TEN" 'odd\xff.wav' audio "$M/odd\\xff.wav" metadata)
+psql_q "INSERT INTO ingest_ledger (key, tenant_id, folder, relpath, dev, ino, size, mtime_ns,
+	asset_id, outcome, final_path, final_path_bytes)
+	VALUES ('odd', '$TEN', '$M', 'odd\\xff.wav', 0, 0, 0, 0, '$U', 'ingested', '$M/odd\\xff.wav',
+	decode('$(printf '%s' "$ODD" | od -An -tx1 | tr -d ' \n')', 'hex'))" >/dev/null
 
 MAM_WORKER_RETRY_BASE_MS=300 start_daemon worker -c "$T/cfg.yaml"
 W=$DAEMON_PID
@@ -120,6 +129,8 @@ assert_eq "$(md "$A" audio_bit_depth)" "$(pr "$F" a:0 stream=bits_per_sample)" "
 assert_eq "$(md "$A" duration_ms)" "$(ms "$(pr "$F" a:0 format=duration)")" "wav duration"
 assert_eq "$(md "$A" "coalesce(width::text, 'none')")" none "audio has no width"
 
+assert_eq "$(md "$U" audio_channels)" 1 "metadata of a file with a non-UTF-8 name"
+
 # --- derivatives: where the location says, with its size and checksum, readable
 # deriv PARENT KIND: path of the one derivative, after checking its rows and file.
 deriv() {
@@ -175,7 +186,7 @@ q "SELECT error_message FROM ingest_jobs WHERE asset_id = '$B'" | grep -q "could
 assert_eq "$(grep -c "will be retried" "$T/daemon.log")" 2 "retries logged"
 
 # --- assets whose jobs all completed are available
-for id in "$V" "$P" "$HD" "$DCI" "$A"; do
+for id in "$V" "$P" "$HD" "$DCI" "$A" "$U"; do
 	assert_eq "$(q "SELECT status FROM assets WHERE id = '$id'")" available "asset $id"
 done
 

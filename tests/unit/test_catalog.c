@@ -432,6 +432,30 @@ static void assert_exactly_once(struct h *h, long n)
 			 n);
 }
 
+static bool listening;
+static unsigned n_notifies, notified_jobs;
+
+static void on_listen(PGresult *res, const char *error, void *arg)
+{
+	(void)arg;
+	listening = res && !error;
+}
+
+static void on_notify(const char *channel, const char *payload, void *arg)
+{
+	(void)arg;
+	if (strcmp(channel, "mam_ingest_jobs") == 0) {
+		n_notifies++;
+		notified_jobs += (unsigned)strtoul(payload, NULL, 10);
+	}
+}
+
+static int all_notified(struct h *h)
+{
+	(void)h;
+	return notified_jobs >= 2000;
+}
+
 static unsigned lk_known, lk_unknown;
 static char lk_sha[65];
 
@@ -466,6 +490,9 @@ static void test_pg_thousand(void **state)
 	h_init(&h, "t_bulk", "mam_test_bulk", 200, 100000);
 	db_start(h.db);
 	assert_true(run_until(&h, is_ready, 20000));
+	/* Workers' channel: one NOTIFY per committed batch, payload = jobs queued. */
+	db_set_notify_cb(h.db, on_notify, NULL);
+	assert_int_equal(db_exec(h.db, "LISTEN mam_ingest_jobs", 0, NULL, on_listen, NULL), 0);
 	/* One name that is not UTF-8: its bytes must come back exactly. */
 	snprintf(h.rel[7], sizeof h.rel[0], "latin1/caf\xe9.dat");
 	for (i = 0; i < n; i++)
@@ -476,6 +503,9 @@ static void test_pg_thousand(void **state)
 	for (i = 0; i < n; i++)
 		assert_string_equal(h.got_id[i], h.ids[i]);
 	memcpy(first, h.got_id, sizeof first);
+	assert_true(listening);
+	assert_true(run_until(&h, all_notified, 20000));
+	assert_int_equal(n_notifies, 5);
 	assert_exactly_once(&h, n);
 	/* Batched: five transactions of 200 (one now() each), not one per file. */
 	batches = q_long(h.ctl, "SELECT count(DISTINCT l.created_at) FROM ingest_ledger l JOIN "

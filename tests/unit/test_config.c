@@ -273,11 +273,11 @@ static void test_jobs(void **state)
 		const char *jobs;
 		unsigned want;
 	} cases[] = {
-	    {"[metadata, thumbnail, proxy]", JOB_METADATA | JOB_THUMBNAIL | JOB_PROXY},
-	    {"[proxy]", JOB_PROXY},
-	    {"thumbnail", JOB_THUMBNAIL},
-	    {"[]", 0},
-	    {"\n          - metadata\n          - proxy", JOB_METADATA | JOB_PROXY},
+		{"[metadata, thumbnail, proxy]", JOB_METADATA | JOB_THUMBNAIL | JOB_PROXY},
+		{"[proxy]", JOB_PROXY},
+		{"thumbnail", JOB_THUMBNAIL},
+		{"[]", 0},
+		{"\n          - metadata\n          - proxy", JOB_METADATA | JOB_PROXY},
 	};
 	char yaml[512];
 	struct config *cfg;
@@ -366,8 +366,8 @@ static void test_missing_required(void **state)
 		   "NAME:2:5: key \"tenants[0].code\": missing required key", NULL);
 	expect_err("tenants:\n  - code: a\n", "NAME:2:5: key \"tenants[0].name\": missing", NULL);
 	expect_err(
-	    "tenants:\n  - code: a\n    name: A\n    drop_folders:\n      - recursive: false\n",
-	    "NAME:5:9: key \"tenants[0].drop_folders[0].path\": missing required key", NULL);
+		"tenants:\n  - code: a\n    name: A\n    drop_folders:\n      - recursive: false\n",
+		"NAME:5:9: key \"tenants[0].drop_folders[0].path\": missing required key", NULL);
 	expect_err("tenants:\n  - code:\n    name: A\n", "NAME:2:10: key \"tenants[0].code\"",
 		   "a value is required");
 	expect_err("tenants:\n  - code: a\n    name: A\n    drop_folders:\n"
@@ -452,10 +452,10 @@ static void test_bounds(void **state)
 		   "    name: A\n",
 		   "NAME:2:11: key \"tenants[0].code\"", "longer than 50");
 	assert_int_equal(
-	    load("tenants:\n  - code: abcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\n"
-		 "    name: A\n",
-		 &cfg, NULL),
-	    0);
+		load("tenants:\n  - code: abcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\n"
+		     "    name: A\n",
+		     &cfg, NULL),
+		0);
 	config_free(cfg);
 	expect_err("tenants:\n  - code: a/b\n    name: A\n", "key \"tenants[0].code\"",
 		   "only letters");
@@ -577,23 +577,23 @@ static void test_path_resolve(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_shipped_example_loads),
-	    cmocka_unit_test(test_data_files),
-	    cmocka_unit_test(test_defaults),
-	    cmocka_unit_test(test_values_and_inheritance),
-	    cmocka_unit_test(test_jobs),
-	    cmocka_unit_test(test_unknown_key_line_8),
-	    cmocka_unit_test(test_syntax_error),
-	    cmocka_unit_test(test_wrong_types),
-	    cmocka_unit_test(test_missing_required),
-	    cmocka_unit_test(test_duplicates),
-	    cmocka_unit_test(test_overlapping_folders),
-	    cmocka_unit_test(test_relative_paths),
-	    cmocka_unit_test(test_bounds),
-	    cmocka_unit_test(test_multiple_errors_collected),
-	    cmocka_unit_test(test_writable_file_refused),
-	    cmocka_unit_test(test_password_refused),
-	    cmocka_unit_test(test_path_resolve),
+		cmocka_unit_test(test_shipped_example_loads),
+		cmocka_unit_test(test_data_files),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_values_and_inheritance),
+		cmocka_unit_test(test_jobs),
+		cmocka_unit_test(test_unknown_key_line_8),
+		cmocka_unit_test(test_syntax_error),
+		cmocka_unit_test(test_wrong_types),
+		cmocka_unit_test(test_missing_required),
+		cmocka_unit_test(test_duplicates),
+		cmocka_unit_test(test_overlapping_folders),
+		cmocka_unit_test(test_relative_paths),
+		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_multiple_errors_collected),
+		cmocka_unit_test(test_writable_file_refused),
+		cmocka_unit_test(test_password_refused),
+		cmocka_unit_test(test_path_resolve),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

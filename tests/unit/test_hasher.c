@@ -389,9 +389,9 @@ static void test_unreadable(void **state)
 		int rc = hash_one("locked.mov", NULL, &r);
 
 		_exit(rc == -EACCES && strstr(r.error, "Permission denied") &&
-			      strstr(r.error, "locked.mov")
-			  ? 0
-			  : 1);
+				      strstr(r.error, "locked.mov")
+			      ? 0
+			      : 1);
 	}
 	assert_int_equal(waitpid(pid, &ws, 0), pid);
 	assert_true(WIFEXITED(ws));
@@ -401,11 +401,11 @@ static void test_unreadable(void **state)
 static void test_asset_types(void **state)
 {
 	static const unsigned char png[67] = {
-	    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48,
-	    0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00,
-	    0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0A, 0x49, 0x44, 0x41, 0x54, 0x78,
-	    0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00,
-	    0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82};
+		0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48,
+		0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00,
+		0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0A, 0x49, 0x44, 0x41, 0x54, 0x78,
+		0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00,
+		0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82};
 	/* 44-byte PCM WAV header (mono, 48 kHz, 16 bit) and 100 samples. */
 	unsigned char wav[44 + 200] = "RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0"
 				      "\x80\xbb\0\0\0\x77\x01\0\x02\0\x10\0data\xc8\0\0\0";
@@ -559,17 +559,17 @@ static void test_close_cancels_queued(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_vectors, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_big_file_matches_openssl, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_identity_mismatch, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_changed_while_hashing, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refusals_openat2, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refusals_fallback_walk, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_asset_types, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_async_cap, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_close_cancels_queued, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vectors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_file_matches_openssl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_mismatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_while_hashing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refusals_openat2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refusals_fallback_walk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_asset_types, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_cancels_queued, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -158,7 +158,7 @@ static void test_move_cross_fs(void **state)
 static void test_move_wrong_checksum(void **state)
 {
 	static const char wrong[] =
-	    "0000000000000000000000000000000000000000000000000000000000000000";
+		"0000000000000000000000000000000000000000000000000000000000000000";
 	char src[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX], sum[65], after[65];
 	struct post_result r;
 
@@ -405,15 +405,15 @@ static void test_template(void **state)
 			 0);
 	assert_string_equal(out, "shoot/day1/clip.mov");
 	assert_int_equal(
-	    post_expand_template("{relpath}", "a", "1", "x/y.mov", 0, out, sizeof(out)), 0);
+		post_expand_template("{relpath}", "a", "1", "x/y.mov", 0, out, sizeof(out)), 0);
 	assert_string_equal(out, "x/y.mov");
 	assert_int_equal(
-	    post_expand_template("{yyyy}/{mm}/{dd}", "a", "1", "y", 0, out, sizeof(out)), 0);
+		post_expand_template("{yyyy}/{mm}/{dd}", "a", "1", "y", 0, out, sizeof(out)), 0);
 	assert_string_equal(out, "1970/01/01");
 
 	assert_int_equal(
-	    post_expand_template("{tenant}/{year}", "a", "1", "y", when, out, sizeof(out)),
-	    -EINVAL);
+		post_expand_template("{tenant}/{year}", "a", "1", "y", when, out, sizeof(out)),
+		-EINVAL);
 	assert_int_equal(post_expand_template("{tenant", "a", "1", "y", when, out, sizeof(out)),
 			 -EINVAL);
 	assert_int_equal(post_expand_template("a}b", "a", "1", "y", when, out, sizeof(out)),
@@ -421,33 +421,33 @@ static void test_template(void **state)
 	assert_int_equal(post_expand_template("{tenant}/{name}", "acme", "1", "clip.mov", when,
 					      small, sizeof(small)),
 			 -ENAMETOOLONG);
+	assert_int_equal(post_expand_template("{relpath}", "a", "1", "../../etc/passwd", when, out,
+					      sizeof(out)),
+			 -EINVAL);
 	assert_int_equal(
-	    post_expand_template("{relpath}", "a", "1", "../../etc/passwd", when, out, sizeof(out)),
-	    -EINVAL);
+		post_expand_template("{tenant}/{name}", "..", "1", "x", when, out, sizeof(out)),
+		-EINVAL);
 	assert_int_equal(
-	    post_expand_template("{tenant}/{name}", "..", "1", "x", when, out, sizeof(out)),
-	    -EINVAL);
-	assert_int_equal(
-	    post_expand_template("{relpath_dir}", "a", "1", "x", when, out, sizeof(out)),
-	    -EINVAL); /* empty */
+		post_expand_template("{relpath_dir}", "a", "1", "x", when, out, sizeof(out)),
+		-EINVAL); /* empty */
 	/* "..." is an ordinary name. */
 	assert_int_equal(
-	    post_expand_template("{tenant}/...", "a", "1", "x", when, out, sizeof(out)), 0);
+		post_expand_template("{tenant}/...", "a", "1", "x", when, out, sizeof(out)), 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_move_same_fs, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_move_cross_fs, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_move_wrong_checksum, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_move_repair, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_move_onto_other_file, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_move_enospc, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_quarantine, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_submit_async, setup, teardown),
-	    cmocka_unit_test(test_template),
+		cmocka_unit_test_setup_teardown(test_move_same_fs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_move_cross_fs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_move_wrong_checksum, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_move_repair, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_move_onto_other_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_move_enospc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quarantine, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_submit_async, setup, teardown),
+		cmocka_unit_test(test_template),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
