@@ -415,8 +415,8 @@ static bool tenant_went_inactive(struct infile *f)
 
 	if (!f->ing->watcher || watcher_folder_active(f->ing->watcher, f->folder))
 		return false;
-	log_info("ingest", "%s \"%s\": tenant is inactive; not read",
-		 f->folder->tenant->code, log_escape(f->relpath, esc, sizeof esc));
+	log_info("ingest", "%s \"%s\": tenant is inactive; not read", f->folder->tenant->code,
+		 log_escape(f->relpath, esc, sizeof esc));
 	file_forget(f);
 	infile_set_state(f, IF_DONE);
 	return true;

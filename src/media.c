@@ -39,15 +39,31 @@ static bool is_still_format(const char *fmt)
 	return strcmp(fmt, "image2") == 0 || (n > 5 && strcmp(fmt + n - 5, "_pipe") == 0);
 }
 
+/*
+ * A picture dimension: a crafted file controls what ffprobe prints, so
+ * anything but a plain number in 1..65535 (no codec goes beyond) is unknown (0).
+ */
+static int dimension(const char *val)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(val, &end, 10);
+	if (errno || end == val || *end || v < 1 || v > 65535)
+		return 0;
+	return (int)v;
+}
+
 static void parse_stream_key(struct stream_seen *st, const char *key, const char *val)
 {
 	if (strcmp(key, "codec_type") == 0) {
 		st->video = strcmp(val, "video") == 0;
 		st->audio = strcmp(val, "audio") == 0;
 	} else if (strcmp(key, "width") == 0) {
-		st->width = atoi(val);
+		st->width = dimension(val);
 	} else if (strcmp(key, "height") == 0) {
-		st->height = atoi(val);
+		st->height = dimension(val);
 	} else if (strcmp(key, "disposition.attached_pic") == 0) {
 		st->attached_pic = strcmp(val, "1") == 0;
 	}
