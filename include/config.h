@@ -73,6 +73,7 @@ struct config {
 	int hash_read_size;	  /* default 1 MiB; bytes per read() while hashing */
 	int max_held_files;	  /* default 100000: finished files held while the DB is away */
 	char *node_name;	  /* default: gethostname() */
+	bool folder_locks; /* default true: one node per folder (PostgreSQL advisory locks) */
 	/* worker: */
 	int worker_concurrency;	   /* default: number of CPUs */
 	char *derivatives_root;	   /* default /var/lib/mam-ingest/derivatives */

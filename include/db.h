@@ -43,6 +43,12 @@ enum db_state db_state(const struct db *db);
 int db_exec(struct db *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
 	    void *arg) __attribute__((warn_unused_result));
 unsigned db_inflight(const struct db *db);
+/*
+ * fallback_application_name for the next connections (an application_name in
+ * the conninfo wins): lets pg_stat_activity, and so `mam-ingest status`, tell
+ * which node holds a session and its advisory locks. Call before db_start.
+ */
+int db_set_application_name(struct db *db, const char *name) __attribute__((warn_unused_result));
 /* Called for every NOTIFY received (after LISTEN issued through db_exec). */
 void db_set_notify_cb(struct db *db, db_notify_cb cb, void *arg);
 /* Fail in-flight statements with "connection closed", close handles, free; cb when done. */

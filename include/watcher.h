@@ -43,6 +43,7 @@ typedef void (*watcher_cb)(struct watcher *w, enum watcher_event ev, const struc
 struct watcher_opts {
 	bool oneshot;	      /* scan each folder once, report, then WATCHER_SCAN_DONE */
 	bool report_settling; /* oneshot: also report WATCHER_SETTLING entries */
+	bool folder_locks;    /* folders start not owned: see watcher_set_folder_owned() */
 };
 
 int watcher_create(uv_loop_t *loop, const struct config *cfg, const struct watcher_opts *opts,
@@ -52,6 +53,13 @@ int watcher_create(uv_loop_t *loop, const struct config *cfg, const struct watch
 int watcher_start(struct watcher *w) __attribute__((warn_unused_result));
 /* Pause a tenant's folders (inactive tenant) or resume them. */
 void watcher_set_tenant_active(struct watcher *w, const char *tenant_code, bool active);
+/*
+ * Another node owns the folder (owned false) or this one does again: a folder
+ * is watched only while its tenant is active and it is owned. Losing it stops
+ * its watches and forgets its files; getting it back rescans it, and the
+ * ledger answers for what another node catalogued meanwhile.
+ */
+void watcher_set_folder_owned(struct watcher *w, const struct folder_cfg *folder, bool owned);
 /* False when the folder's tenant was made inactive (true for a folder it does not know). */
 bool watcher_folder_active(const struct watcher *w, const struct folder_cfg *folder);
 /* The finished file was catalogued (or deliberately skipped): remember its

@@ -84,6 +84,7 @@ static const struct keydef ingest_keys[] = {
 	{"hash_read_size", T_INT, CF(hash_read_size), 0, 4096, 64 << 20, 1 << 20, NULL, NULL, 0, NULL},
 	{"max_held_files", T_INT, CF(max_held_files), 0, 0, 100000000, 100000, NULL, NULL, 0, NULL},
 	{"node_name", T_STR, CF(node_name), 0, 0, 255, 0, NULL, NULL, KF_NONEMPTY, NULL},
+	{"folder_locks", T_BOOL, CF(folder_locks), 0, 0, 0, 1, NULL, NULL, 0, NULL},
 	{NULL},
 };
 

@@ -21,6 +21,7 @@
 
 static int sync_folder_stats(struct ingest *ing);
 static void status_update(struct ingest *ing);
+static void begin_stop(struct ingest *ing);
 
 /* ---- start-up repair and tenants ------------------------------------------ */
 
@@ -62,6 +63,83 @@ static void pending_move_cb(const struct folder_cfg *folder, const char *asset_i
 	ingest_confirm_move(ing, asset_id);
 }
 
+/* ---- folder ownership ------------------------------------------------------ */
+
+/* Counters of folder, or NULL (a folder a reload removed). */
+static struct folder_stats *stats_find(struct ingest *ing, const struct folder_cfg *folder)
+{
+	size_t i;
+
+	for (i = 0; i < ing->n_fstats; i++)
+		if (ing->fstats[i]->folder == folder)
+			return ing->fstats[i];
+	return NULL;
+}
+
+/* The owned gauge of every folder of the current config, from the owner. */
+static void sync_owned(struct ingest *ing)
+{
+	size_t i;
+
+	for (i = 0; i < ing->n_fstats; i++) {
+		const struct folder_cfg *f = ing->fstats[i]->folder;
+
+		ing->fstats[i]->owned = f && (!ing->owner || owner_owns(ing->owner, f));
+	}
+}
+
+static void start_watching(struct ingest *ing)
+{
+	int rc;
+
+	if (ing->watcher_started || !ing->watcher)
+		return;
+	ing->watcher_started = true;
+	rc = watcher_start(ing->watcher);
+	if (rc != 0) {
+		log_error("ingest", "could not start watching: %s", strerror(-rc));
+		ing->exit_code = 1;
+		begin_stop(ing);
+	}
+}
+
+/*
+ * The owner module says which folders this node ingests. The watcher follows
+ * at once: a folder lost (the session and its lock are gone) is not watched
+ * any more, a folder acquired is rescanned. `scan` starts its one pass only
+ * after the first round, so it never reads a folder a daemon owns.
+ */
+static void owner_event(struct owner *o, const struct owner_report *r, void *arg)
+{
+	struct ingest *ing = arg;
+	struct folder_stats *fs;
+	char esc[LOG_ESC_MAX];
+
+	(void)o;
+	switch (r->ev) {
+	case OWNER_ACQUIRED:
+	case OWNER_LOST:
+		fs = stats_find(ing, r->folder);
+		if (fs)
+			fs->owned = r->ev == OWNER_ACQUIRED;
+		if (ing->watcher)
+			watcher_set_folder_owned(ing->watcher, r->folder, r->ev == OWNER_ACQUIRED);
+		break;
+	case OWNER_BUSY:
+		if (ing->opts->oneshot)
+			log_info("ingest",
+				 "%s \"%s\": skipped by this scan: owned by %s, which ingests it",
+				 r->folder->tenant->code,
+				 log_escape(r->folder->path, esc, sizeof esc), r->holder);
+		break;
+	case OWNER_ROUND_DONE:
+		if (ing->opts->oneshot && !ing->stopping)
+			start_watching(ing);
+		break;
+	}
+	status_update(ing);
+}
+
 /* ---- maintenance, signals, start and stop --------------------------------- */
 
 #define MAINT_TICK_MS 60000
@@ -86,15 +164,20 @@ static void status_update(struct ingest *ing)
 {
 	struct watcher_stats st = {0};
 	static const char *const dbs[] = {"down", "connecting", "connected", "closed"};
+	size_t i, owned = 0, folders = 0;
 
 	if (ing->watcher)
 		watcher_get_stats(ing->watcher, &st);
-	notify_status("watching %llu folders' directories, %llu settling, %u in pipeline, "
-		      "%u held; database %s; %llu catalogued",
-		      (unsigned long long)st.watches, (unsigned long long)st.settling, ing->n_files,
-		      ing->catalog ? catalog_held(ing->catalog) : 0,
-		      ing->db ? dbs[db_state(ing->db)] : "off",
-		      (unsigned long long)ing->n_ingested);
+	for (i = 0; i < ing->n_fstats; i++) {
+		folders += ing->fstats[i]->folder != NULL;
+		owned += ing->fstats[i]->owned;
+	}
+	notify_status(
+		"owning %zu of %zu folders; watching %llu directories, %llu settling, "
+		"%u in pipeline, %u held; database %s; %llu catalogued",
+		owned, folders, (unsigned long long)st.watches, (unsigned long long)st.settling,
+		ing->n_files, ing->catalog ? catalog_held(ing->catalog) : 0,
+		ing->db ? dbs[db_state(ing->db)] : "off", (unsigned long long)ing->n_ingested);
 }
 
 static void on_db_state(struct db *db, enum db_state state, void *arg)
@@ -105,12 +188,19 @@ static void on_db_state(struct db *db, enum db_state state, void *arg)
 	if (state == DB_READY) {
 		ing->db_down_since = 0;
 		log_info("ingest", "database connected");
+		/* The lock round first: it goes on the wire ahead of the start-up batches. */
+		if (ing->owner)
+			owner_db_state(ing->owner, state);
 		catalog_db_ready(ing->catalog);
 	} else if (state == DB_DOWN) {
 		if (!ing->db_down_since)
 			ing->db_down_since = uv_hrtime();
-		log_warnx("ingest",
-			  "database unavailable; holding finished files and reconnecting");
+		log_warnx("ingest", ing->owner ? "database unavailable; releasing owned folders, "
+						 "holding files in flight and reconnecting"
+					       : "database unavailable; holding finished files and "
+						 "reconnecting");
+		if (ing->owner)
+			owner_db_state(ing->owner, state);
 	}
 	status_update(ing);
 }
@@ -128,6 +218,10 @@ static void stage_closed(void *arg)
 
 	if (--ing->n_closing > 0)
 		return;
+	if (ing->owner) {
+		owner_close(ing->owner);
+		ing->owner = NULL;
+	}
 	if (ing->catalog) {
 		catalog_close(ing->catalog);
 		ing->catalog = NULL;
@@ -262,6 +356,10 @@ static void reload(struct ingest *ing)
 		goto out;
 	}
 	ing->retired = nv;
+	if (ncfg->folder_locks != ing->cfg->folder_locks)
+		log_warnx("ingest",
+			  "ingest.folder_locks changed: takes effect at the next restart");
+	wopts.folder_locks = ing->owner != NULL;
 	rc = watcher_create(&ing->loop, ncfg, &wopts, ingest_watcher_event, ing, &nw);
 	if (rc != 0) {
 		log_error("ingest", "reload failed: could not create the watcher: %s",
@@ -282,6 +380,17 @@ static void reload(struct ingest *ing)
 	old = ing->watcher;
 	ing->watcher = nw;
 	watcher_close(old, old_watcher_closed, NULL);
+	if (ing->owner) {
+		/* Folders kept stay locked and owned; removed ones are unlocked. */
+		if (owner_set_config(ing->owner, ncfg) != 0)
+			log_error("ingest", "out of memory while updating folder ownership");
+		for (i = 0; i < ncfg->n_tenants; i++)
+			for (size_t k = 0; k < ncfg->tenants[i].n_folders; k++)
+				if (owner_owns(ing->owner, &ncfg->tenants[i].folders[k]))
+					watcher_set_folder_owned(nw, &ncfg->tenants[i].folders[k],
+								 true);
+	}
+	sync_owned(ing);
 	rc = watcher_start(nw);
 	if (rc != 0)
 		log_error("ingest", "could not start watching after reload: %s", strerror(-rc));
@@ -468,6 +577,16 @@ static void render_metrics(struct mbuf *b, void *arg)
 		folder_labels(b, ing->fstats[i]);
 		mbuf_printf(b, "} %u\n", ing->fstats[i]->held);
 	}
+	mbuf_printf(b, "# HELP mam_ingest_folder_owned 1 when this node ingests the folder "
+		       "(holds its advisory lock, or folder_locks is off).\n"
+		       "# TYPE mam_ingest_folder_owned gauge\n");
+	for (i = 0; i < ing->n_fstats; i++) {
+		if (!ing->fstats[i]->folder)
+			continue;
+		mbuf_printf(b, "mam_ingest_folder_owned{");
+		folder_labels(b, ing->fstats[i]);
+		mbuf_printf(b, "} %d\n", ing->fstats[i]->owned ? 1 : 0);
+	}
 	if (ing->watcher)
 		watcher_get_stats(ing->watcher, &ws);
 	mbuf_printf(
@@ -499,6 +618,7 @@ static int ingest_setup(struct ingest *ing)
 		.report_settling = ing->opts->oneshot && ing->opts->dry_run,
 	};
 	bool need_db = !ing->opts->no_db && !ing->opts->dry_run;
+	char appname[64];
 	int rc;
 
 	if (need_db) {
@@ -512,7 +632,21 @@ static int ingest_setup(struct ingest *ing)
 			return rc;
 		}
 		catalog_set_startup_cbs(ing->catalog, tenant_cb, pending_move_cb, ing);
+		/* "mam-ingest run[PID]@NODE": pg_stat_activity then names the process. */
+		snprintf(appname, sizeof appname, "mam-ingest %s[%ld]@%s",
+			 ing->opts->oneshot ? "scan" : "run", (long)getpid(),
+			 ing->cfg->node_name ? ing->cfg->node_name : "");
+		rc = db_set_application_name(ing->db, appname);
+		if (rc == 0 && ing->cfg->folder_locks)
+			rc = owner_create(&ing->loop, ing->db, ing->cfg, !ing->opts->oneshot,
+					  owner_event, ing, &ing->owner);
+		if (rc != 0) {
+			log_error("ingest", "could not set up folder ownership: %s", strerror(-rc));
+			return rc;
+		}
+		wopts.folder_locks = ing->owner != NULL;
 	}
+	sync_owned(ing);
 	rc = watcher_create(&ing->loop, ing->cfg, &wopts, ingest_watcher_event, ing, &ing->watcher);
 	if (rc != 0) {
 		log_error("ingest", "could not set up the watcher: %s", strerror(-rc));
@@ -529,6 +663,10 @@ static int ingest_setup(struct ingest *ing)
 		ing->db_down_since = uv_hrtime();
 		db_start(ing->db);
 	}
+	/* `scan` with folder locks starts its pass once it knows what it owns. */
+	if (ing->opts->oneshot && ing->owner)
+		return 0;
+	ing->watcher_started = true;
 	rc = watcher_start(ing->watcher);
 	if (rc != 0) {
 		log_error("ingest", "could not start watching: %s", strerror(-rc));

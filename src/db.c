@@ -53,6 +53,7 @@ struct db_poll {
 struct db {
 	uv_loop_t *loop;
 	char *conninfo;
+	char *appname; /* fallback_application_name: shows who holds what in pg_stat_activity */
 	PGconn *conn;
 	enum db_state state;
 	db_state_cb state_cb;
@@ -93,6 +94,7 @@ static void handle_closed(struct db *db)
 		void *arg = db->close_arg;
 
 		free(db->conninfo);
+		free(db->appname);
 		free(db);
 		if (cb)
 			cb(arg);
@@ -253,9 +255,15 @@ static void on_notice(void *arg, const char *message)
 
 static void connect_begin(struct db *db)
 {
+	/* The conninfo string or URI goes in as an expanded dbname, so a
+	 * fallback_application_name can ride along without editing it; an
+	 * application_name the user set still wins. Empty values are ignored. */
+	const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *const vals[] = {db->conninfo, db->appname ? db->appname : "", NULL};
+
 	assert(!db->conn && !db->poll);
 	set_state(db, DB_CONNECTING);
-	db->conn = PQconnectStart(db->conninfo);
+	db->conn = PQconnectStartParams(keys, vals, 1);
 	if (!db->conn) {
 		log_error("db", "could not allocate a connection");
 		db->state = DB_DOWN;
@@ -476,6 +484,17 @@ enum db_state db_state(const struct db *db)
 unsigned db_inflight(const struct db *db)
 {
 	return db->inflight;
+}
+
+int db_set_application_name(struct db *db, const char *name)
+{
+	char *copy = strdup(name ? name : "");
+
+	if (!copy)
+		return -ENOMEM;
+	free(db->appname);
+	db->appname = copy;
+	return 0;
 }
 
 void db_set_notify_cb(struct db *db, db_notify_cb cb, void *arg)

@@ -16,6 +16,7 @@
 #include "fileid.h"
 #include "hasher.h"
 #include "metrics.h"
+#include "owner.h"
 #include "watcher.h"
 
 /* What can happen to a finished file next: see infile_set_state() in ingest.c. */
@@ -57,6 +58,7 @@ struct folder_stats {
 	uint64_t bytes_hashed;
 	double hash_seconds;
 	unsigned held; /* currently held (over quota / to retry) */
+	bool owned;    /* this node ingests the folder (always true without folder locks) */
 };
 
 struct ingest {
@@ -67,6 +69,7 @@ struct ingest {
 	struct hasher *hasher;
 	struct db *db;
 	struct catalog *catalog;
+	struct owner *owner; /* NULL without folder locks (or without a database) */
 	struct metrics *metrics;
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t maint;      /* daily partitions, held-file retries */
@@ -80,6 +83,7 @@ struct ingest {
 	uint64_t maint_ticks;
 	uint64_t db_down_since; /* uv_hrtime() when the database went away, 0 when up */
 	bool scan_done;		/* oneshot: the watcher finished its pass */
+	bool watcher_started;	/* oneshot with folder locks: started after the first lock round */
 	bool stopping;
 	int exit_code;
 	uint64_t n_ingested, n_already, n_failed, n_hashed;

@@ -19,6 +19,7 @@
 
 #include "app.h"
 #include "log.h"
+#include "owner.h"
 
 static void human_bytes(long long v, char *out, size_t sz)
 {
@@ -126,6 +127,77 @@ static int print_jobs(PGconn *c)
 	return 0;
 }
 
+/*
+ * Who ingests each configured folder: the session holding its advisory lock
+ * (owner.h), seen from the database, so the answer covers every node, not
+ * only this machine. The keys are computed here exactly as the daemon does.
+ */
+static int print_folders(PGconn *c, const struct config *cfg)
+{
+	static const char sql[] =
+		"SELECT x.k, l.pid, coalesce(nullif(a.application_name, ''), '?'),"
+		" coalesce(host(a.client_addr), 'local'),"
+		" coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), "
+		"'')"
+		" FROM unnest($1::int[]) WITH ORDINALITY AS x(k, o)"
+		" LEFT JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+		"  AND l.classid = $2::oid AND l.objid = x.k::oid"
+		"  AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+		"current_database())"
+		" LEFT JOIN pg_stat_activity a ON a.pid = l.pid ORDER BY x.o";
+	size_t t, k, n = 0, len = 1;
+	char *arr, cls[16];
+	const char *params[2];
+	PGresult *r;
+	int row = 0;
+
+	for (t = 0; t < cfg->n_tenants; t++)
+		n += cfg->tenants[t].n_folders;
+	printf("\nfolders (%s):\n", cfg->folder_locks ? "one node each, by advisory lock"
+						      : "folder_locks off: every node ingests all");
+	if (n == 0) {
+		printf("  (none configured)\n");
+		return 0;
+	}
+	arr = malloc(n * 12 + 3);
+	if (!arr)
+		return -ENOMEM;
+	arr[0] = '{';
+	for (t = 0; t < cfg->n_tenants; t++)
+		for (k = 0; k < cfg->tenants[t].n_folders; k++)
+			len += (size_t)sprintf(arr + len, "%s%d", len > 1 ? "," : "",
+					       owner_folder_key(cfg->tenants[t].code,
+								cfg->tenants[t].folders[k].path));
+	memcpy(arr + len, "}", 2);
+	snprintf(cls, sizeof cls, "%d", OWNER_LOCK_CLASS);
+	params[0] = arr;
+	params[1] = cls;
+	r = PQexecParams(c, sql, 2, NULL, params, NULL, NULL, 0);
+	free(arr);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || (size_t)PQntuples(r) != n) {
+		fprintf(stderr, "mam-ingest: status: query failed: %s", PQerrorMessage(c));
+		PQclear(r);
+		return -EIO;
+	}
+	printf("  %-16s %-40s %s\n", "TENANT", "FOLDER", "OWNER");
+	for (t = 0; t < cfg->n_tenants; t++) {
+		for (k = 0; k < cfg->tenants[t].n_folders; k++, row++) {
+			char esc[LOG_ESC_MAX];
+
+			printf("  %-16s %-40s ", cfg->tenants[t].code,
+			       log_escape(cfg->tenants[t].folders[k].path, esc, sizeof esc));
+			if (PQgetisnull(r, row, 1))
+				printf("nobody (no running daemon holds it)\n");
+			else
+				printf("%s (session pid %s from %s, since %s UTC)\n",
+				       PQgetvalue(r, row, 2), PQgetvalue(r, row, 1),
+				       PQgetvalue(r, row, 3), PQgetvalue(r, row, 4));
+		}
+	}
+	PQclear(r);
+	return 0;
+}
+
 /* GET http://listen/metrics with a short timeout; the body into *out (malloc'd). */
 static int fetch_metrics(const char *listen, char **out)
 {
@@ -210,6 +282,7 @@ static void print_daemon(const struct config *cfg)
 		"mam_ingest_inotify_overflows_total",
 		"mam_ingest_watches",
 		"mam_ingest_folder_owner",
+		"mam_ingest_folder_owned",
 	};
 	char *body = NULL, *line, *save = NULL;
 	int rc;
@@ -264,7 +337,8 @@ int status_main(const struct config *cfg)
 		if (!r)
 			rc = 1;
 		PQclear(r);
-		if (rc == 0 && (print_tenants(c) != 0 || print_jobs(c) != 0))
+		if (rc == 0 &&
+		    (print_tenants(c) != 0 || print_folders(c, cfg) != 0 || print_jobs(c) != 0))
 			rc = 1;
 	}
 	PQfinish(c);

@@ -57,7 +57,9 @@ struct wfolder {
 	const struct folder_cfg *cfg;
 	uint16_t idx;
 	uint8_t mode;	     /* effective mode: WATCH_EVENTS or WATCH_POLL */
-	bool active;	     /* tenant active */
+	bool active;	     /* watched: tenant_on && owned */
+	bool tenant_on;	     /* tenant active */
+	bool owned;	     /* this node owns the folder (always, without folder locks) */
 	bool paused;	     /* folder gone: waiting for it to come back */
 	bool resume_pending; /* report RESUMED after the running full scan */
 	bool scanned;	     /* a full scan completed at least once */

@@ -315,7 +315,9 @@ int watcher_create(uv_loop_t *loop, const struct config *cfg, const struct watch
 			f->w = w;
 			f->cfg = &cfg->tenants[i].folders[j];
 			f->idx = (uint16_t)w->n_folders++;
-			f->active = cfg->tenants[i].active != 0;
+			f->tenant_on = cfg->tenants[i].active != 0;
+			f->owned = !opts->folder_locks;
+			f->active = f->tenant_on && f->owned;
 		}
 	}
 	uv_timer_init(loop, &w->settle_timer);
@@ -359,6 +361,31 @@ int watcher_start(struct watcher *w)
 	return 0;
 }
 
+/*
+ * The one place a folder starts or stops being watched: it is watched while
+ * its tenant is active and this node owns it. Stopping forgets its files (a
+ * file in the pipeline finishes; the ledger makes a second pass harmless);
+ * starting rescans it from scratch.
+ */
+static void folder_gate(struct watcher *w, struct wfolder *f, bool tenant_on, bool owned)
+{
+	bool on = tenant_on && owned;
+
+	f->tenant_on = tenant_on;
+	f->owned = owned;
+	if (f->active == on)
+		return;
+	f->active = on;
+	if (!on) {
+		watch_folder_stop(f);
+		watch_entries_forget(w, f, NULL);
+	} else if (w->started && !w->closing) {
+		if (w->opts.oneshot)
+			w->oneshot_left++;
+		watch_folder_begin(f);
+	}
+}
+
 void watcher_set_tenant_active(struct watcher *w, const char *tenant_code, bool active)
 {
 	size_t i;
@@ -366,19 +393,28 @@ void watcher_set_tenant_active(struct watcher *w, const char *tenant_code, bool 
 	for (i = 0; i < w->n_folders; i++) {
 		struct wfolder *f = &w->folders[i];
 
-		if (strcmp(f->cfg->tenant->code, tenant_code) != 0 || f->active == active)
+		if (strcmp(f->cfg->tenant->code, tenant_code) != 0 || f->tenant_on == active)
 			continue;
-		f->active = active;
 		log_info("watcher", "tenant %s %s: folder \"%s\"", tenant_code,
 			 active ? "active" : "inactive", f->cfg->path);
-		if (!active) {
-			watch_folder_stop(f);
-			watch_entries_forget(w, f, NULL);
-		} else if (w->started && !w->closing) {
-			if (w->opts.oneshot)
-				w->oneshot_left++;
-			watch_folder_begin(f);
-		}
+		folder_gate(w, f, active, f->owned);
+	}
+}
+
+void watcher_set_folder_owned(struct watcher *w, const struct folder_cfg *folder, bool owned)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_folders; i++) {
+		struct wfolder *f = &w->folders[i];
+
+		if (f->cfg != folder || f->owned == owned)
+			continue;
+		log_info("watcher", "folder \"%s\" of tenant %s: %s", f->cfg->path,
+			 f->cfg->tenant->code,
+			 owned ? "owned by this node: scanning it"
+			       : "not owned by this node: not watched");
+		folder_gate(w, f, f->tenant_on, owned);
 	}
 }
 
@@ -388,7 +424,7 @@ bool watcher_folder_active(const struct watcher *w, const struct folder_cfg *fol
 
 	for (i = 0; i < w->n_folders; i++)
 		if (w->folders[i].cfg == folder)
-			return w->folders[i].active;
+			return w->folders[i].tenant_on;
 	return true;
 }
 

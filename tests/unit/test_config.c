@@ -171,6 +171,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->max_held_files, 100000);
 	assert_non_null(cfg->node_name);
 	assert_true(cfg->node_name[0] != '\0');
+	assert_true(cfg->folder_locks);
 	assert_int_equal(cfg->worker_concurrency, sysconf(_SC_NPROCESSORS_ONLN));
 	assert_string_equal(cfg->derivatives_root, "/var/lib/mam-ingest/derivatives");
 	assert_true(cfg->thumbnail_offset_s == 1.0);
@@ -225,6 +226,7 @@ static void test_values_and_inheritance(void **state)
 			      "  settle_ms: 500\n"
 			      "  poll_interval_ms: 1_000\n"
 			      "  node_name: nas-01\n"
+			      "  folder_locks: off\n"
 			      "worker: {concurrency: 3, thumbnail_offset_s: 2.5}\n"
 			      "metrics: {listen: \"[::1]:9187\"}\n"
 			      "log: {format: json}\n"
@@ -245,6 +247,7 @@ static void test_values_and_inheritance(void **state)
 			      &cfg, NULL),
 			 0);
 	assert_string_equal(cfg->node_name, "nas-01");
+	assert_false(cfg->folder_locks);
 	assert_int_equal(cfg->worker_concurrency, 3);
 	assert_true(cfg->thumbnail_offset_s == 2.5);
 	assert_string_equal(cfg->metrics_listen, "[::1]:9187");
