@@ -20,6 +20,7 @@
 #include "config.h"
 #include "db.h"
 #include "fileid.h"
+#include "metrics.h"
 
 struct catalog;
 
@@ -90,6 +91,16 @@ void catalog_set_startup_cbs(struct catalog *c, catalog_tenant_cb tenant_cb,
 /* Create partitions for the current and next month (the daemon calls this daily too). */
 void catalog_ensure_partitions(struct catalog *c);
 unsigned catalog_held(const struct catalog *c); /* files waiting for the database */
+/*
+ * Record batches answered by the database: files per batch, and seconds from
+ * sending the batch to its answer (the statement is its own transaction, so
+ * this is the commit latency the files see). For /metrics.
+ */
+struct catalog_stats {
+	struct histogram batch_files;
+	struct histogram batch_seconds;
+};
+const struct catalog_stats *catalog_get_stats(const struct catalog *c);
 /*
  * Reload: use ncfg from now on (batch limits, tenants, folders; it must
  * outlive the catalogue or the next call) and upsert its tenants again, which

@@ -82,7 +82,8 @@ struct config {
 	int job_timeout_s;	   /* default 3600 */
 	int worker_poll_ms;	   /* default 5000: fallback when no NOTIFY arrives */
 	/* metrics: */
-	char *metrics_listen; /* "127.0.0.1:9187", NULL = off */
+	char *metrics_listen;	     /* "127.0.0.1:9187", NULL = off */
+	char *metrics_worker_listen; /* the worker's, "127.0.0.1:9188", NULL = off */
 	/* logging: */
 	char *log_format; /* "text" (default) or "json" */
 	struct tenant_cfg *tenants;

@@ -70,6 +70,7 @@ struct job {
 	char *tenant;	     /* tenant code, for derivative paths */
 	char yyyymm[8];	     /* "YYYY/MM" */
 	uint64_t deadline;   /* uv_now() ms after which the job timed out */
+	uint64_t claimed_ms; /* uv_now() when the worker claimed it (for metrics) */
 	struct jobrun run;
 	bool run_active; /* run is between jobrun_start and done */
 	struct media_probe probe;

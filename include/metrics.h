@@ -27,11 +27,15 @@ void mbuf_free(struct mbuf *b);
 /* Fixed-bucket histogram (seconds), cumulative as Prometheus wants them. */
 #define HIST_BUCKETS 12
 struct histogram {
+	const double *bounds;		   /* HIST_BUCKETS upper bounds; NULL = histogram_bounds */
 	uint64_t counts[HIST_BUCKETS + 1]; /* last one is +Inf */
 	double sum;
 	uint64_t count;
 };
+/* Seconds, from 1 ms to 10 s: latencies. */
 extern const double histogram_bounds[HIST_BUCKETS];
+/* Counts, from 1 to 5000: batch sizes. */
+extern const double histogram_count_bounds[HIST_BUCKETS];
 void histogram_observe(struct histogram *h, double seconds);
 /* Render name{labels,le="..."} lines; labels may be "" or `tenant="x"`. */
 void histogram_render(struct mbuf *b, const char *name, const char *labels,

@@ -76,6 +76,18 @@ struct watcher_stats {
 	uint64_t overflows, rescans, watches, tracked, settling, finished;
 };
 void watcher_get_stats(const struct watcher *w, struct watcher_stats *st);
+/* One folder's: files seen since this watcher started, settling now, and how
+ * long the settling file unchanged the longest has been so (0 when none): a
+ * writer holding a file open, or a missing ready marker, shows up there. */
+struct watcher_folder_stats {
+	uint64_t seen, settling;
+	double oldest_settling_s;
+	const char *mode;  /* "events" or "poll" (what auto resolved to) */
+	const char *state; /* "watching", "paused" (folder gone), "inactive" (tenant),
+			      "standby" (another node owns it) */
+};
+void watcher_get_folder_stats(const struct watcher *w, const struct folder_cfg *folder,
+			      struct watcher_folder_stats *st);
 /* Close every handle; cb runs once everything is closed and freed. */
 void watcher_close(struct watcher *w, void (*cb)(void *arg), void *arg);
 

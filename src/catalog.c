@@ -56,6 +56,7 @@ struct batch {
 	struct catalog *cat; /* NULL once the catalogue closed: freed when the db answers */
 	enum kind kind;
 	bool inflight;
+	uint64_t sent_ns; /* uv_hrtime() when it went on the wire */
 	unsigned n;
 	struct item **items;
 	char *param; /* for the start-up kinds */
@@ -78,6 +79,7 @@ struct catalog {
 	unsigned inflight; /* batches on the wire */
 	unsigned held;	   /* record requests not answered yet */
 	unsigned lookups;  /* lookup requests not answered yet */
+	struct catalog_stats stats;
 	catalog_tenant_cb tenant_cb;
 	catalog_pending_move_cb pending_move_cb;
 	void *startup_arg;
@@ -412,6 +414,11 @@ static void batch_cb(PGresult *res, const char *error, void *arg)
 		if (b->kind < K_NQUEUES)
 			fail_batch(c, b, error);
 	} else if (b->kind < K_NQUEUES) {
+		if (b->kind == K_RECORD) {
+			histogram_observe(&c->stats.batch_files, b->n);
+			histogram_observe(&c->stats.batch_seconds,
+					  (double)(uv_hrtime() - b->sent_ns) / 1e9);
+		}
 		answer_items(c, b, res);
 	} else {
 		answer_startup(c, b, res);
@@ -468,6 +475,7 @@ static void pump(struct catalog *c)
 		if (r != 0)
 			return; /* not connected: catalog_db_ready() pumps again */
 		b->inflight = true;
+		b->sent_ns = uv_hrtime();
 		c->inflight++;
 	}
 }
@@ -630,6 +638,11 @@ unsigned catalog_held(const struct catalog *c)
 	return c->held;
 }
 
+const struct catalog_stats *catalog_get_stats(const struct catalog *c)
+{
+	return &c->stats;
+}
+
 int catalog_create(uv_loop_t *loop, const struct config *cfg, struct db *db, struct catalog **out)
 {
 	struct catalog *c = calloc(1, sizeof *c);
@@ -637,6 +650,7 @@ int catalog_create(uv_loop_t *loop, const struct config *cfg, struct db *db, str
 	if (!c)
 		return -ENOMEM;
 	c->loop = loop;
+	c->stats.batch_files.bounds = histogram_count_bounds;
 	c->cfg = cfg;
 	c->db = db;
 	if (cfg->node_name && *cfg->node_name)

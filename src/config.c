@@ -101,6 +101,7 @@ static const struct keydef worker_keys[] = {
 
 static const struct keydef metrics_keys[] = {
 	{"listen", T_STR, CF(metrics_listen), 0, 0, 255, 0, NULL, NULL, 0, NULL},
+	{"worker_listen", T_STR, CF(metrics_worker_listen), 0, 0, 255, 0, NULL, NULL, 0, NULL},
 	{NULL},
 };
 
@@ -648,6 +649,19 @@ static void check_values(struct ctx *c, struct config *cfg, const struct ynode *
 		ERR(c, n, "metrics.listen",
 		    "expected HOST:PORT such as \"127.0.0.1:9187\", got \"%s\"",
 		    cfg->metrics_listen);
+	if (cfg->metrics_worker_listen && !cfg->metrics_worker_listen[0]) {
+		free(cfg->metrics_worker_listen);
+		cfg->metrics_worker_listen = NULL;
+	}
+	n = cfgval_get(cfgval_get(root, "metrics"), "worker_listen");
+	if (n && cfg->metrics_worker_listen && !cfgval_listen_ok(cfg->metrics_worker_listen))
+		ERR(c, n, "metrics.worker_listen",
+		    "expected HOST:PORT such as \"127.0.0.1:9188\", got \"%s\"",
+		    cfg->metrics_worker_listen);
+	else if (n && cfg->metrics_worker_listen && cfg->metrics_listen &&
+		 strcmp(cfg->metrics_worker_listen, cfg->metrics_listen) == 0)
+		ERR(c, n, "metrics.worker_listen",
+		    "must differ from metrics.listen: the ingester and the worker each listen");
 	n = cfgval_get(cfgval_get(root, "worker"), "proxy_height");
 	if (n && cfg->proxy_height % 2)
 		ERR(c, n, "worker.proxy_height", "must be even (H.264 needs even dimensions)");

@@ -379,6 +379,7 @@ void config_free(struct config *cfg)
 	free(cfg->node_name);
 	free(cfg->derivatives_root);
 	free(cfg->metrics_listen);
+	free(cfg->metrics_worker_listen);
 	free(cfg->log_format);
 	free(cfg);
 }

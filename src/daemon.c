@@ -545,6 +545,54 @@ static void render_counter(struct mbuf *b, struct ingest *ing, const char *name,
 	}
 }
 
+/* What the watcher knows per folder of the current config. */
+static void render_folder_watch(struct mbuf *b, struct ingest *ing)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} m[3] = {
+		{"mam_ingest_files_seen_total", "counter",
+		 "Files the watcher started tracking (since start or the last reload)."},
+		{"mam_ingest_folder_files_settling", "gauge", "Files settling now."},
+		{"mam_ingest_oldest_settling_seconds", "gauge",
+		 "Seconds the settling file unchanged longest has been so (a writer holding it "
+		 "open, a missing ready marker)."},
+	};
+	struct watcher_folder_stats st;
+	size_t i, k;
+
+	if (!ing->watcher)
+		return;
+	mbuf_printf(b,
+		    "# HELP mam_ingest_folder_watch The folder's watch mode and state (always 1).\n"
+		    "# TYPE mam_ingest_folder_watch gauge\n");
+	for (i = 0; i < ing->n_fstats; i++) {
+		if (!ing->fstats[i]->folder)
+			continue;
+		watcher_get_folder_stats(ing->watcher, ing->fstats[i]->folder, &st);
+		mbuf_printf(b, "mam_ingest_folder_watch{");
+		folder_labels(b, ing->fstats[i]);
+		mbuf_printf(b, ",mode=\"%s\",state=\"%s\"} 1\n", st.mode, st.state);
+	}
+	for (k = 0; k < 3; k++) {
+		mbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
+			    m[k].type);
+		for (i = 0; i < ing->n_fstats; i++) {
+			if (!ing->fstats[i]->folder)
+				continue;
+			watcher_get_folder_stats(ing->watcher, ing->fstats[i]->folder, &st);
+			mbuf_printf(b, "%s{", m[k].name);
+			folder_labels(b, ing->fstats[i]);
+			if (k == 0)
+				mbuf_printf(b, "} %llu\n", (unsigned long long)st.seen);
+			else if (k == 1)
+				mbuf_printf(b, "} %llu\n", (unsigned long long)st.settling);
+			else
+				mbuf_printf(b, "} %.3f\n", st.oldest_settling_s);
+		}
+	}
+}
+
 static void render_metrics(struct mbuf *b, void *arg)
 {
 	struct ingest *ing = arg;
@@ -587,6 +635,7 @@ static void render_metrics(struct mbuf *b, void *arg)
 		folder_labels(b, ing->fstats[i]);
 		mbuf_printf(b, "} %d\n", ing->fstats[i]->owned ? 1 : 0);
 	}
+	render_folder_watch(b, ing);
 	if (ing->watcher)
 		watcher_get_stats(ing->watcher, &ws);
 	mbuf_printf(
@@ -609,6 +658,17 @@ static void render_metrics(struct mbuf *b, void *arg)
 	mbuf_printf(b, "# HELP mam_ingest_finished_to_committed_seconds Latency from finished to "
 		       "committed.\n# TYPE mam_ingest_finished_to_committed_seconds histogram\n");
 	histogram_render(b, "mam_ingest_finished_to_committed_seconds", "", &ing->latency);
+	if (ing->catalog) {
+		const struct catalog_stats *cs = catalog_get_stats(ing->catalog);
+
+		mbuf_printf(b, "# HELP mam_ingest_batch_files Files per catalogue transaction.\n"
+			       "# TYPE mam_ingest_batch_files histogram\n");
+		histogram_render(b, "mam_ingest_batch_files", "", &cs->batch_files);
+		mbuf_printf(b, "# HELP mam_ingest_batch_commit_seconds From sending a catalogue "
+			       "batch to its committed answer.\n"
+			       "# TYPE mam_ingest_batch_commit_seconds histogram\n");
+		histogram_render(b, "mam_ingest_batch_commit_seconds", "", &cs->batch_seconds);
+	}
 }
 
 static int ingest_setup(struct ingest *ing)

@@ -32,6 +32,8 @@ struct metrics {
 
 const double histogram_bounds[HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 					       0.1,   0.25,   0.5,   1.0,  2.5,	  10.0};
+const double histogram_count_bounds[HIST_BUCKETS] = {1,	  2,   5,   10,	  20,	50,
+						     100, 200, 500, 1000, 2000, 5000};
 
 void mbuf_printf(struct mbuf *b, const char *fmt, ...)
 {
@@ -89,9 +91,10 @@ void mbuf_free(struct mbuf *b)
 
 void histogram_observe(struct histogram *h, double s)
 {
+	const double *bounds = h->bounds ? h->bounds : histogram_bounds;
 	int i;
 
-	for (i = 0; i < HIST_BUCKETS && s > histogram_bounds[i]; i++)
+	for (i = 0; i < HIST_BUCKETS && s > bounds[i]; i++)
 		;
 	h->counts[i]++;
 	h->sum += s;
@@ -101,14 +104,15 @@ void histogram_observe(struct histogram *h, double s)
 void histogram_render(struct mbuf *b, const char *name, const char *labels,
 		      const struct histogram *h)
 {
+	const double *bounds = h->bounds ? h->bounds : histogram_bounds;
 	const char *sep = labels[0] ? "," : "";
 	uint64_t cum = 0;
 	int i;
 
 	for (i = 0; i < HIST_BUCKETS; i++) {
 		cum += h->counts[i];
-		mbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
-			    histogram_bounds[i], (unsigned long long)cum);
+		mbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, bounds[i],
+			    (unsigned long long)cum);
 	}
 	cum += h->counts[HIST_BUCKETS];
 	mbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,

@@ -271,7 +271,8 @@ static int fetch_metrics(const char *listen, char **out)
 static void print_daemon(const struct config *cfg)
 {
 	static const char *const wanted[] = {
-		"mam_ingest_folder_info",
+		"mam_ingest_folder_watch",
+		"mam_ingest_oldest_settling_seconds",
 		"mam_ingest_files_settling",
 		"mam_ingest_files_in_pipeline",
 		"mam_ingest_files_waiting_for_database",

@@ -70,6 +70,7 @@ struct wfolder {
 	uint64_t dev, ino;	       /* root identity at the last good scan */
 	bool mount_root;	       /* the root was a mount point then */
 	uint64_t avoid_dev, avoid_ino; /* paused: the root that must not count as "back" */
+	uint64_t seen;		       /* files that got an entry, for /metrics */
 	struct scan_job *job;	       /* running scan, NULL when none */
 	char **pending;		       /* subdirectories waiting for a scan */
 	size_t n_pending;

@@ -118,6 +118,7 @@ struct wentry *watch_entry_add(struct watcher *w, uint16_t folder, const char *r
 	e->hnext = w->buckets[e->hash & (w->nbuckets - 1)];
 	w->buckets[e->hash & (w->nbuckets - 1)] = e;
 	w->nentries++;
+	w->folders[folder].seen++;
 	return e;
 }
 
@@ -486,6 +487,38 @@ void watcher_get_stats(const struct watcher *w, struct watcher_stats *st)
 	st->watches = w->nwdirs;
 	st->tracked = w->nentries;
 	st->settling = w->nsettling;
+}
+
+void watcher_get_folder_stats(const struct watcher *w, const struct folder_cfg *folder,
+			      struct watcher_folder_stats *st)
+{
+	const struct wlink *l;
+	int64_t now = (int64_t)uv_now(w->loop), oldest = now;
+	size_t i;
+
+	memset(st, 0, sizeof *st);
+	st->mode = st->state = "unknown";
+	for (i = 0; i < w->n_folders && w->folders[i].cfg != folder; i++)
+		;
+	if (i == w->n_folders)
+		return;
+	st->seen = w->folders[i].seen;
+	st->mode = w->folders[i].mode == WATCH_POLL ? "poll" : "events";
+	st->state = !w->folders[i].tenant_on ? "inactive"
+		    : !w->folders[i].owned   ? "standby"
+		    : w->folders[i].paused   ? "paused"
+					     : "watching";
+	/* A walk of the settling list per scrape: it holds only files in flight. */
+	for (l = w->settling.next; l != &w->settling; l = l->next) {
+		const struct wentry *e = container_of(l, struct wentry, link);
+
+		if (e->folder != i)
+			continue;
+		st->settling++;
+		if (e->st.changed_ms < oldest)
+			oldest = e->st.changed_ms;
+	}
+	st->oldest_settling_s = st->settling ? (double)(now - oldest) / 1000.0 : 0;
 }
 
 /* --- shutdown ------------------------------------------------------------- */

@@ -30,10 +30,24 @@
 #include "job.h"
 #include "jobsql.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 
 #define HEARTBEAT_MAX_MS 5000
 #define HARD_STOP_MS	 10000 /* after the grace period, for outcomes still unsent */
+#define DB_GRACE_MS	 30000 /* /healthz stays 200 this long without the database */
+
+/* /metrics: what this process did, by job type and outcome. */
+enum { MT_METADATA, MT_THUMBNAIL, MT_PROXY, MT_OTHER, MT_N };
+static const char *const mt_names[MT_N] = {"metadata", "thumbnail", "proxy", "other"};
+/* completed: done; skipped: completed as not applicable (a proxy of a still);
+ * failed: recorded as failed (the database retries it while retries are
+ * left); released: handed back to pending (stop, lost claim). */
+enum { MS_COMPLETED, MS_SKIPPED, MS_FAILED, MS_RELEASED, MS_N };
+static const char *const ms_names[MS_N] = {"completed", "skipped", "failed", "released"};
+/* Job durations: from a second to hours (transcodes). */
+static const double duration_bounds[HIST_BUCKETS] = {0.1, 0.25, 0.5, 1,	  2.5, 5,
+						     10,  30,	60,  300, 900, 3600};
 
 struct worker {
 	uv_loop_t loop;
@@ -49,7 +63,12 @@ struct worker {
 	uv_timer_t grace; /* graceful stop, then hard stop */
 	uv_signal_t sigterm, sigint, sighup;
 	unsigned long n_finished; /* outcomes recorded by this process, for STATUS */
-	struct job *jobs;	  /* running jobs, a doubly linked list */
+	struct metrics *metrics;  /* NULL unless metrics.worker_listen */
+	uint64_t jobs_total[MT_N][MS_N];
+	unsigned running[MT_N];
+	struct histogram duration[MT_N];
+	uint64_t db_down_since; /* uv_now() when the database went away, 0 while up */
+	struct job *jobs;	/* running jobs, a doubly linked list */
 	int njobs;
 	bool claim_inflight;
 	bool claim_again; /* kicked while a claim was in flight */
@@ -112,9 +131,39 @@ static void report_status(struct worker *w)
 		      dbs[db_state(w->db)]);
 }
 
+static unsigned job_mtype(const struct job *job)
+{
+	unsigned t;
+
+	for (t = 0; t < MT_OTHER && strcmp(job->type, mt_names[t]) != 0; t++)
+		;
+	return t;
+}
+
+static void count_job(struct worker *w, const struct job *job)
+{
+	unsigned t = job_mtype(job), s;
+
+	switch (job->outcome) {
+	case OUT_METADATA:
+	case OUT_DERIVATIVE: s = MS_COMPLETED; break;
+	case OUT_NOTHING: s = MS_SKIPPED; break;
+	case OUT_FAIL: s = MS_FAILED; break;
+	default: /* OUT_RELEASE, or none recorded (stopped first) */ s = MS_RELEASED; break;
+	}
+	w->jobs_total[t][s]++;
+	if (w->running[t])
+		w->running[t]--;
+	if (s != MS_RELEASED)
+		histogram_observe(&w->duration[t],
+				  (double)(uv_now(&w->loop) - job->claimed_ms) / 1000.0);
+}
+
 static void on_job_done(struct job *job, void *arg)
 {
 	struct worker *w = arg;
+
+	count_job(w, job);
 
 	if (job->prev)
 		job->prev->next = job->next;
@@ -151,6 +200,8 @@ static void on_claim(PGresult *res, const char *error, void *arg)
 				  PQgetvalue(res, i, CLAIM_ID));
 			continue;
 		}
+		job->claimed_ms = uv_now(&w->loop);
+		w->running[job_mtype(job)]++;
 		job->next = w->jobs;
 		if (w->jobs)
 			w->jobs->prev = job;
@@ -274,8 +325,12 @@ static void on_db_state(struct db *db, enum db_state st, void *arg)
 	struct job *job, *next;
 
 	report_status(w);
-	if (st != DB_READY)
+	if (st != DB_READY) {
+		if (!w->db_down_since)
+			w->db_down_since = uv_now(&w->loop);
 		return;
+	}
+	w->db_down_since = 0;
 	/*
 	 * A new session: LISTEN again; refresh our own claims before the sweep
 	 * (statements run in order), or a long outage would make this worker
@@ -367,6 +422,8 @@ static void shutdown_worker(struct worker *w)
 	uv_close((uv_handle_t *)&w->sigint, NULL);
 	uv_close((uv_handle_t *)&w->sighup, NULL);
 	notify_watchdog_stop();
+	metrics_close(w->metrics);
+	w->metrics = NULL;
 	db_close(w->db, on_db_closed, w);
 }
 
@@ -375,6 +432,51 @@ static void close_walk(uv_handle_t *h, void *arg)
 	(void)arg;
 	if (!uv_is_closing(h))
 		uv_close(h, NULL);
+}
+
+static void render_metrics(struct mbuf *b, void *arg)
+{
+	struct worker *w = arg;
+	char labels[64];
+	unsigned t, s;
+
+	mbuf_printf(b, "# HELP mam_worker_jobs_total Jobs this worker ended, by type and outcome.\n"
+		       "# TYPE mam_worker_jobs_total counter\n");
+	for (t = 0; t < MT_N; t++)
+		for (s = 0; s < MS_N; s++)
+			mbuf_printf(b, "mam_worker_jobs_total{type=\"%s\",status=\"%s\"} %llu\n",
+				    mt_names[t], ms_names[s],
+				    (unsigned long long)w->jobs_total[t][s]);
+	mbuf_printf(b, "# HELP mam_worker_jobs_running Jobs running now, by type.\n"
+		       "# TYPE mam_worker_jobs_running gauge\n");
+	for (t = 0; t < MT_N; t++)
+		mbuf_printf(b, "mam_worker_jobs_running{type=\"%s\"} %u\n", mt_names[t],
+			    w->running[t]);
+	mbuf_printf(b, "# HELP mam_worker_job_duration_seconds From claim to recorded outcome.\n"
+		       "# TYPE mam_worker_job_duration_seconds histogram\n");
+	for (t = 0; t < MT_N; t++) {
+		snprintf(labels, sizeof labels, "type=\"%s\"", mt_names[t]);
+		histogram_render(b, "mam_worker_job_duration_seconds", labels, &w->duration[t]);
+	}
+	mbuf_printf(
+		b,
+		"# TYPE mam_worker_slots gauge\nmam_worker_slots %d\n"
+		"# TYPE mam_worker_database_connected gauge\nmam_worker_database_connected %d\n",
+		w->concurrency, db_state(w->db) == DB_READY);
+}
+
+/* The loop answered, so it runs; unhealthy once the database is away too long. */
+static bool health_check(char *reason, size_t sz, void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->db_down_since && uv_now(&w->loop) - w->db_down_since > DB_GRACE_MS) {
+		snprintf(reason, sz, "database unreachable for %llu s",
+			 (unsigned long long)((uv_now(&w->loop) - w->db_down_since) / 1000));
+		return false;
+	}
+	snprintf(reason, sz, "ok");
+	return true;
 }
 
 static void worker_init(struct worker *w, const struct config *cfg)
@@ -439,6 +541,21 @@ int worker_main(const struct config *cfg, const char *config_path)
 		 "%d ms%s",
 		 w.id, w.concurrency, cfg->derivatives_root, w.stale_ms,
 		 w.env.have_mediainfo ? ", mediainfo found" : "");
+	for (i = 0; i < MT_N; i++)
+		w.duration[i].bounds = duration_bounds;
+	w.db_down_since = uv_now(&w.loop);
+	if (cfg->metrics_worker_listen) {
+		rc = metrics_start(&w.loop, cfg->metrics_worker_listen, render_metrics,
+				   health_check, &w, &w.metrics);
+		if (rc != 0) {
+			log_error("worker", "cannot serve metrics on %s: %s",
+				  cfg->metrics_worker_listen, strerror(-rc));
+			shutdown_worker(&w);
+			uv_run(&w.loop, UV_RUN_DEFAULT);
+			uv_loop_close(&w.loop);
+			return 1;
+		}
+	}
 	db_start(w.db);
 	/* Ready once the loop runs: the worker waits for the database by itself. */
 	if (notify_watchdog_start(&w.loop) < 0)

@@ -48,6 +48,25 @@ wait_for 30 "catalogued counter = 3" sh -c "[ \"\$(curl -sf http://127.0.0.1:$PO
 [ "$(metric 'mam_ingest_bytes_hashed_total{tenant="ta"')" -ge 15006 ] || fail "bytes hashed counter did not move"
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep -q '^mam_ingest_finished_to_committed_seconds_count 3$' ||
 	fail "latency histogram count is not 3"
+# Per folder: files seen; the catalogue's batch size and commit latency.
+[ "$(metric 'mam_ingest_files_seen_total{tenant="ta"')" -ge 3 ] || fail "files seen counter did not move"
+[ "$(metric 'mam_ingest_batch_files_count')" -ge 1 ] || fail "no catalogue batch counted"
+[ "$(metric 'mam_ingest_batch_files_sum')" -ge 3 ] || fail "batch sizes do not add up to 3 files"
+[ "$(metric 'mam_ingest_batch_commit_seconds_count')" -ge 1 ] || fail "no commit latency observed"
+# A writer that holds its file open: settling, and its age in the oldest
+# settling gauge grows past the settle time; once closed it is catalogued.
+exec 7>"$T/a/held.bin"
+echo partial >&7
+_settling1() { [ "$(metric 'mam_ingest_folder_files_settling{tenant="ta"')" = 1 ]; }
+wait_for 30 "held.bin settling" _settling1
+_old() { curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^mam_ingest_oldest_settling_seconds\{tenant="ta"/ { exit !($NF >= 1.0) } END { if (NR == 0) exit 1 }'; }
+wait_for 30 "oldest settling age past 1 s" _old
+assert_eq "$(psql_q "select count(*) from assets where title = 'held.bin'")" 0 "held.bin catalogued while open"
+exec 7>&-
+wait_sql 60 "select count(*) from assets where title = 'held.bin'" 1
+_settling0() { [ "$(metric 'mam_ingest_folder_files_settling{tenant="ta"')" = 0 ]; }
+wait_for 30 "nothing settling" _settling0
+assert_eq "$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^mam_ingest_oldest_settling_seconds\{tenant="ta"/ {print $NF}')" 0.000 "oldest settling age with nothing settling"
 # Logs are JSON objects, one per line.
 grep -q '^{"ts":"[^"]*","level":"info","subsys":"ingest","msg":"ta \\"f1.bin\\": catalogued as asset' "$T/daemon.log" ||
 	fail "no JSON log line for f1.bin"
@@ -55,10 +74,13 @@ grep -q '^{"ts":"[^"]*","level":"info","subsys":"ingest","msg":"ta \\"f1.bin\\":
 # status: catalogue and daemon.
 "$MAM_BIN" status -c "$T/cfg.yaml" >"$T/status" || fail "status exited non-zero"
 cat "$T/status" >&2
-grep -Eq '^  ta +yes +3 +3 ' "$T/status" || fail "status does not show 3 assets today for ta"
-grep -Eq '^  ta +metadata +3 ' "$T/status" || fail "status does not show 3 pending metadata jobs"
+grep -Eq '^  ta +yes +4 +4 ' "$T/status" || fail "status does not show 4 assets today for ta"
+grep -Eq '^  ta +metadata +4 ' "$T/status" || fail "status does not show 4 pending metadata jobs"
 grep -q "running, answering on 127.0.0.1:$PORT" "$T/status" || fail "status did not reach the daemon"
 grep -q "files_catalogued_total{tenant=\"ta\"" "$T/status" || fail "status shows no daemon counters"
+grep -Eq "^  folder_watch\{tenant=\"ta\",folder=\"$T/a\",mode=\"events\",state=\"watching\"\} 1$" "$T/status" ||
+	fail "status does not show folder a watched in events mode"
+grep -q "^  ta  *$T/a  *mam-ingest run\[$DAEMON_PID\]@" "$T/status" || fail "status does not show this daemon owning folder a"
 
 # SIGHUP with tenant b added: its folder is watched without a restart.
 write_cfg 1
@@ -70,7 +92,7 @@ wait_sql 60 "select count(*) from assets a join tenants t on t.id = a.tenant_id 
 assert_eq "$(psql_q "select string_agg(job_type, ',' order by job_type) from ingest_jobs j join tenants t on t.id = j.tenant_id where t.code = 'tb'")" \
 	"metadata,thumbnail" "tb jobs"
 # Files of tenant a are not catalogued twice by the new watcher.
-assert_eq "$(psql_q "select count(*) from assets a join tenants t on t.id = a.tenant_id where t.code = 'ta'")" 3 "ta assets after reload"
+assert_eq "$(psql_q "select count(*) from assets a join tenants t on t.id = a.tenant_id where t.code = 'ta'")" 4 "ta assets after reload"
 
 # SIGHUP with a broken config: reported, the daemon keeps running on the old one.
 printf 'tenants:\n  - code: [broken\n' >"$T/cfg.yaml"
