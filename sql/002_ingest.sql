@@ -302,6 +302,14 @@ BEGIN
 	 WHERE t.storage_quota_bytes IS NOT NULL
 	   AND t.code IN (SELECT e->>'tenant' FROM jsonb_array_elements(files) e)
 	 ORDER BY t.id FOR UPDATE;
+	-- The other tenants of the batch are locked FOR SHARE: their is_active is
+	-- read below, and an administrator's UPDATE ... SET is_active = false
+	-- must wait for a batch that read true, so that once it returns no file
+	-- of the tenant is catalogued any more (batches do not block each other).
+	PERFORM 1 FROM tenants t
+	 WHERE t.storage_quota_bytes IS NULL
+	   AND t.code IN (SELECT e->>'tenant' FROM jsonb_array_elements(files) e)
+	 ORDER BY t.id FOR SHARE;
 	-- skip/quarantine must not let two concurrent batches both miss the
 	-- other's copy of the same content: serialise on (tenant, checksum).
 	PERFORM pg_advisory_xact_lock(s.k) FROM (
@@ -548,3 +556,12 @@ LANGUAGE sql STABLE AS $$
 	   AND l.folder IN (SELECT jsonb_array_elements_text(folders))
 	 ORDER BY l.id
 $$;
+
+-- JIT never pays off here: the batch statements are short, but the quota
+-- sum over a tenant's assets is estimated as if it ran for every file, so on
+-- a large catalogue the planner crossed jit_above_cost and compiled the batch
+-- function's statements on every call (seconds per batch, measured with
+-- auto_explain; tests/bench and docs/benchmarks.md).
+ALTER FUNCTION mam_ingest_batch(jsonb) SET jit = off;
+ALTER FUNCTION mam_ingest_set(jsonb) SET jit = off;
+ALTER FUNCTION mam_ingest_lookup(jsonb) SET jit = off;

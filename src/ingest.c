@@ -431,6 +431,20 @@ static void lookup_cb(bool known, const struct catalog_result *r, void *arg)
 			start_hash(f);
 		return;
 	}
+	/*
+	 * The ledger says this exact file is a duplicate to quarantine, yet it is
+	 * still in the drop folder: the quarantine failed (its disk was full, say)
+	 * or we stopped before it ran. Nothing else would ever move it, so try
+	 * again now; the ledger row keeps it from being catalogued meanwhile.
+	 */
+	if (r->outcome == CAT_DUP_QUARANTINE) {
+		char reason[128];
+
+		memcpy(f->sha256, r->sha256, sizeof f->sha256);
+		snprintf(reason, sizeof reason, "duplicate of asset %s", r->duplicate_of);
+		quarantine(f, reason);
+		return;
+	}
 	/* The ledger already holds this exact file: no rehash. */
 	memcpy(f->asset_id, r->asset_id, sizeof f->asset_id);
 	if (r->move_pending && f->folder->after != AFTER_LEAVE) {

@@ -62,7 +62,9 @@ struct scan_job {
 	int root_err;
 	bool root_mount; /* the root is a mount point */
 	bool enospc;
-	size_t skipped; /* names too long or out of memory */
+	int dir_err;	   /* first directory below the root that could not be read */
+	char *dir_err_rel; /* ...its path relative to the root */
+	size_t skipped;	   /* names too long or out of memory */
 	struct stat root_st;
 };
 
@@ -87,6 +89,17 @@ static int push_str(char ***v, size_t *n, size_t *cap, const char *s)
 	}
 	(*v)[(*n)++] = dup;
 	return 0;
+}
+
+/* A directory below the root that cannot be watched or listed (EACCES,
+ * say): its files are invisible until it is readable and rescanned, so say
+ * which one and why. Vanished directories (ENOENT) are not worth a word. */
+static void dir_failed(struct scan_job *j, const char *rel, int err)
+{
+	if (err == ENOENT || j->dir_err)
+		return;
+	j->dir_err = err;
+	j->dir_err_rel = strdup(rel);
 }
 
 static void add_dir(struct scan_job *j, int wd, const char *rel)
@@ -180,11 +193,15 @@ static void scan_one_dir(struct scan_job *j, const char *rel, char ***stack, siz
 			add_dir(j, wd, rel);
 		else if (errno == ENOSPC)
 			j->enospc = true;
+		else if (!root)
+			dir_failed(j, rel, errno);
 	}
 	dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY | (root ? 0 : O_NOFOLLOW));
 	if (dfd < 0) {
 		if (root && j->full)
 			j->root_err = errno;
+		else if (!root)
+			dir_failed(j, rel, errno);
 		return;
 	}
 	if (root) {
@@ -259,6 +276,7 @@ static void job_free(struct scan_job *j)
 		free(j->dirs[i].rel);
 	for (i = 0; i < j->n_roots; i++)
 		free(j->roots[i]);
+	free(j->dir_err_rel);
 	free(j->items);
 	free(j->dirs);
 	free(j->roots);
@@ -421,6 +439,14 @@ static void scan_done(uv_work_t *req, int status)
 			  "scan of \"%s\" skipped %zu entries (path too long or out of "
 			  "memory)",
 			  watch_esc(f->cfg->path, esc), j->skipped);
+	if (j->dir_err) {
+		char rel[LOG_ESC_MAX];
+
+		log_warnx("watcher", "could not read directory \"%s/%s\" of tenant %s: %s",
+			  watch_esc(f->cfg->path, esc),
+			  j->dir_err_rel ? watch_esc(j->dir_err_rel, rel) : "?",
+			  f->cfg->tenant->code, strerror(j->dir_err));
+	}
 	if (j->full && j->root_err) {
 		job_drop_watches(w, j);
 		watch_folder_pause(f, PAUSE_GONE, strerror(j->root_err));

@@ -29,7 +29,8 @@ fi
 # The limit is read when an inotify instance is created: restore it as soon as
 # the daemon has its own, so nothing else on the machine runs with it.
 restore() { echo "$old" >$SYSCTL 2>/dev/null || true; }
-trap 'rc=$?; restore; (exit $rc); _cleanup' EXIT
+# set +e: under set -e a failing (exit $rc) would end the trap before _cleanup.
+trap 'rc=$?; restore; set +e; (exit $rc); _cleanup' EXIT
 
 echo s >"$D/start"
 "$MAM_BIN" run --no-db -c "$T/cfg.yaml" >"$T/out" 2>"$T/daemon.log" &

@@ -33,6 +33,7 @@ if mount --bind "$S" "$M" 2>/dev/null; then
 	_cleanup_mount() {
 		local rc=$?
 		umount "$M" 2>/dev/null || true
+		set +e # or a failing (exit $rc) would end the trap before _cleanup
 		(exit $rc)
 		_cleanup
 	}

@@ -15,7 +15,8 @@ O=$T/ov
 mkdir -p "$O/lower" "$O/upper" "$O/work" "$O/merged"
 mount -t overlay overlay -o "lowerdir=$O/lower,upperdir=$O/upper,workdir=$O/work" "$O/merged" 2>"$T/mount.err" ||
 	skip "cannot mount an overlayfs here: $(cat "$T/mount.err")"
-trap 'rc=$?; umount -l "$O/merged" 2>/dev/null || true; (exit $rc); _cleanup' EXIT
+# set +e: under set -e a failing (exit $rc) would end the trap before _cleanup.
+trap 'rc=$?; umount -l "$O/merged" 2>/dev/null || true; set +e; (exit $rc); _cleanup' EXIT
 
 cat >"$T/cfg.yaml" <<EOF
 database:

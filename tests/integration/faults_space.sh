@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# faults_space (issue 9 item 1, "destination or quarantine disk full"): the
+# library (move_to) and a quarantine folder (quarantine_to) are small tmpfs
+# mounts (1 MiB), so moving a 4 MiB file there is a cross-device copy that
+# fails with ENOSPC.
+#
+# Tenant m1, after_ingest: move into the full library. A small file moves; the
+# big file's move fails. Expected: the error is logged (naming ENOSPC); the
+# file is not lost: it is still in the drop folder with its bytes; no partial
+# copy or temporary file is left in the library; the ledger keeps the move
+# pending (so it is repaired), and the daemon keeps running. Once there is room
+# (remount with a larger size) a SIGHUP rescans, the move is retried and the
+# storage location ends up pointing at the moved file with its checksum
+# (issue 4 item 4): the invariant, with every location under the library.
+#
+# Tenant q1, on_duplicate: quarantine into the full quarantine folder: the
+# duplicate cannot be quarantined. Expected: the error is logged, the file is
+# not lost (still in the drop folder, same bytes), nothing partial is left in
+# the quarantine folder, no asset is recorded for it. Once there is room, a
+# SIGHUP quarantines it (with its reason file).
+#
+# Skipped with a message when tmpfs cannot be mounted here.
+. "${MAM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/common.sh"
+. "$MAM_SRC/tests/integration/lib_ingest.sh"
+ing_require
+[ "$(id -u)" = 0 ] || skip "needs root to mount a small tmpfs"
+
+LIB=$T/library
+QDIR=$T/quarantine
+mkdir -p "$T/drop/m1" "$T/drop/q1" "$LIB" "$QDIR" "$T/src/m1" "$T/src/q1"
+MOUNTS=()
+_space_cleanup() {
+	local rc=$? m
+	for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+	# Under set -e, (exit $rc) would end this trap; it only hands rc to _cleanup.
+	set +e
+	(exit $rc)
+	_cleanup
+}
+trap _space_cleanup EXIT
+for m in "$LIB" "$QDIR"; do
+	mount -t tmpfs -o size=1m,mode=0755 mamtest "$m" 2>"$T/mount.err" ||
+		skip "cannot mount a tmpfs at $m: $(cat "$T/mount.err")"
+	MOUNTS+=("$m")
+done
+
+CFG=$T/mam.yaml
+{
+	cfg_header 300
+	cat <<EOF
+tenants:
+  - code: m1
+    name: Library full
+    drop_folders:
+      - path: $T/drop/m1
+        after_ingest: move
+        move_to: $LIB
+        jobs: [metadata]
+  - code: q1
+    name: Quarantine full
+    drop_folders:
+      - path: $T/drop/q1
+        on_duplicate: quarantine
+        quarantine_to: $QDIR
+        jobs: [metadata]
+EOF
+} >"$CFG"
+cfg_finish "$CFG"
+pg_start
+ing_migrate "$CFG"
+
+head -c 20000 /dev/urandom >"$T/src/m1/small.bin"
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$T/src/m1/big.bin"
+manifest "$T/src/m1" >"$T/man_m1"
+BIG_SHA=$(sha256 "$T/src/m1/big.bin")
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$T/src/q1/orig.bin"
+manifest "$T/src/q1" >"$T/man_q1"
+DUP_SHA=$(sha256 "$T/src/q1/orig.bin")
+
+daemon_run "$CFG"
+wait_log 60 "$T/daemon.log" "database connected"
+
+phase_begin "move into a full library"
+mv "$T/src/m1/small.bin" "$T/drop/m1/"
+wait_assets 60 m1 1
+_small_moved() { [ ! -e "$T/drop/m1/small.bin" ]; }
+wait_for 60 "small.bin moved" _small_moved
+mv "$T/src/m1/big.bin" "$T/drop/m1/"
+wait_log 60 "$T/daemon.log" 'm1 "big.bin": after_ingest failed.*No space left on device'
+phase_end
+
+phase_begin "quarantine into a full quarantine folder"
+mv "$T/src/q1/orig.bin" "$T/drop/q1/"
+wait_assets 60 q1 1
+cp "$T/drop/q1/orig.bin" "$T/src/q1/dup.bin"
+mv "$T/src/q1/dup.bin" "$T/drop/q1/"
+wait_log 60 "$T/daemon.log" 'q1 "dup.bin": could not quarantine.*No space left on device'
+phase_end
+
+daemon_alive "$DPID" || fail "the daemon died"
+# Not lost, nothing partial left behind.
+[ -f "$T/drop/m1/big.bin" ] || fail "big.bin is gone from the drop folder although its move failed"
+assert_eq "$(sha256 "$T/drop/m1/big.bin")" "$BIG_SHA" "content of big.bin after the failed move"
+[ -f "$T/drop/q1/dup.bin" ] || fail "dup.bin is gone from the drop folder although its quarantine failed"
+assert_eq "$(sha256 "$T/drop/q1/dup.bin")" "$DUP_SHA" "content of dup.bin after the failed quarantine"
+left=$(find "$LIB" "$QDIR" -name '.*.mam-*' -o -name '*.mam-*' -o -name 'big.bin' -o -name 'dup.bin*')
+[ -z "$left" ] || fail "partial files left on the full filesystems: $left"
+assert_eq "$(psql_q "SELECT move_state FROM ingest_ledger WHERE sha256 = '$BIG_SHA'")" pending \
+	"ledger move_state of big.bin while the library is full"
+assert_eq "$(psql_q "SELECT count(*) FROM assets a JOIN tenants t ON t.id = a.tenant_id
+	WHERE t.code = 'q1' AND a.checksum_sha256 = '$DUP_SHA'")" 1 "assets with dup.bin's content (the original only)"
+# Known gap (reported, not asserted): until the move succeeds, big.bin's
+# storage location names the library path, where no file is.
+
+phase_begin "room again, SIGHUP: the move and the quarantine are retried"
+for m in "${MOUNTS[@]}"; do mount -o remount,size=64m "$m" || fail "could not grow the tmpfs at $m"; done
+kill -HUP "$DPID"
+wait_log 30 "$T/daemon.log" "configuration reloaded"
+_big_moved() { [ ! -e "$T/drop/m1/big.bin" ]; }
+wait_for 60 "big.bin moved after the SIGHUP" _big_moved
+wait_sql 60 "SELECT move_state FROM ingest_ledger WHERE sha256 = '$BIG_SHA'" 'done'
+wait_for 60 "dup.bin quarantined after the SIGHUP" test -f "$QDIR/dup.bin.reason.json"
+phase_end
+daemon_alive "$DPID" || fail "the daemon died"
+daemon_term "$DPID"
+log "summary: $(summary "$T/daemon.log")"
+
+check_invariant m1 "$T/man_m1" "metadata" "$LIB"
+check_invariant q1 "$T/man_q1" "metadata" "$T/drop/q1"
+[ ! -e "$T/drop/q1/dup.bin" ] || fail "dup.bin still in the drop folder after it was quarantined"
+assert_eq "$(sha256 "$QDIR/dup.bin")" "$DUP_SHA" "content of the quarantined dup.bin"
+grep -q 'duplicate of asset' "$QDIR/dup.bin.reason.json" ||
+	fail "dup.bin.reason.json does not give the reason: $(cat "$QDIR/dup.bin.reason.json")"
+log "PASS"
