@@ -565,3 +565,12 @@ $$;
 ALTER FUNCTION mam_ingest_batch(jsonb) SET jit = off;
 ALTER FUNCTION mam_ingest_set(jsonb) SET jit = off;
 ALTER FUNCTION mam_ingest_lookup(jsonb) SET jit = off;
+-- PL/pgSQL keeps a generic plan per statement for the whole session once it
+-- looks as cheap as the custom ones, planned against the tables as they were
+-- then: a daemon that starts on an empty catalogue kept plans made for empty
+-- tables while they grew (PostgreSQL CPU per file 4x that of a second run
+-- over the same data in tests/bench). These statements run once per batch,
+-- not per file, so planning each execution costs little.
+ALTER FUNCTION mam_ingest_batch(jsonb) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION mam_ingest_set(jsonb) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION mam_ingest_lookup(jsonb) SET plan_cache_mode = force_custom_plan;

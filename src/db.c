@@ -54,6 +54,7 @@ struct db {
 	uv_loop_t *loop;
 	char *conninfo;
 	char *appname; /* fallback_application_name: shows who holds what in pg_stat_activity */
+	char *options; /* "-c jit=off" before the user's own options */
 	PGconn *conn;
 	enum db_state state;
 	db_state_cb state_cb;
@@ -95,6 +96,7 @@ static void handle_closed(struct db *db)
 
 		free(db->conninfo);
 		free(db->appname);
+		free(db->options);
 		free(db);
 		if (cb)
 			cb(arg);
@@ -258,8 +260,9 @@ static void connect_begin(struct db *db)
 	/* The conninfo string or URI goes in as an expanded dbname, so a
 	 * fallback_application_name can ride along without editing it; an
 	 * application_name the user set still wins. Empty values are ignored. */
-	const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *const vals[] = {db->conninfo, db->appname ? db->appname : "", NULL};
+	const char *const keys[] = {"dbname", "fallback_application_name", "options", NULL};
+	const char *const vals[] = {db->conninfo, db->appname ? db->appname : "", db->options,
+				    NULL};
 
 	assert(!db->conn && !db->poll);
 	set_state(db, DB_CONNECTING);
@@ -444,6 +447,28 @@ static void db_on_poll(uv_poll_t *h, int status, int events)
 		conn_lost(db, "connection lost");
 }
 
+/*
+ * The session's options: "-c jit=off", then the user's own (conninfo, else
+ * PGOPTIONS), so a user's -c jit=on still wins. Every statement we send is
+ * short OLTP work, but some are costed high on a large catalogue (a sum over
+ * a tenant's assets that only runs for quota tenants): PostgreSQL then spent
+ * seconds JIT-compiling each batch (tests/bench, docs/benchmarks.md).
+ */
+static char *session_options(const char *conninfo)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
+	const char *user = getenv("PGOPTIONS");
+	char *out;
+
+	for (o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "options") == 0 && o->val && *o->val)
+			user = o->val;
+	if (asprintf(&out, "-c jit=off%s%s", user && *user ? " " : "", user ? user : "") < 0)
+		out = NULL;
+	PQconninfoFree(opts);
+	return out;
+}
+
 int db_create(uv_loop_t *loop, const char *conninfo, db_state_cb state_cb, void *arg,
 	      struct db **out)
 {
@@ -452,7 +477,10 @@ int db_create(uv_loop_t *loop, const char *conninfo, db_state_cb state_cb, void 
 	if (!db)
 		return -ENOMEM;
 	db->conninfo = strdup(conninfo ? conninfo : "");
-	if (!db->conninfo) {
+	db->options = session_options(db->conninfo);
+	if (!db->conninfo || !db->options) {
+		free(db->conninfo);
+		free(db->options);
 		free(db);
 		return -ENOMEM;
 	}
