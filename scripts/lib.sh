@@ -16,7 +16,7 @@ install_deps() {
 			missing+=("$pkg")
 	done <"$ROOT/scripts/deps.txt"
 	if [ ${#missing[@]} -eq 0 ]; then
-		echo "== all ${#missing[@]} required packages are installed"
+		echo "== every package in scripts/deps.txt is installed"
 		return 0
 	fi
 	echo "== installing: ${missing[*]}"
