@@ -133,6 +133,12 @@ kill_at=$EPOCHREALTIME
 log "A killed with $(asset_count s1) assets catalogued"
 drop 500
 assert_eq "$next" "$NFILES" "files dropped"
+# Ownership first: protocol-bound (the server ends A's session, B retries
+# within 2.5 s), so it holds on any machine, sanitizers and load included.
+wait_for 30 "B owns both folders" owned_is "$PB" 2
+own_ms=$(awk -v n="$EPOCHREALTIME" -v k="$kill_at" 'BEGIN { printf "%d", (n - k) * 1000 }')
+log "TAKEOVER: B owned both folders ${own_ms} ms after SIGKILL of the owner"
+[ "$own_ms" -le 10000 ] || fail "B took the folders over ${own_ms} ms after the kill (bound: 10000 ms)"
 wait_assets 120 s1 "$NFILES"
 phase_end
 # From the kill to the last commit. The bound: PostgreSQL ends A's session as
@@ -146,9 +152,13 @@ phase_end
 last=$(psql_q "SELECT extract(epoch FROM max(created_at)) FROM assets")
 takeover_ms=$(awk -v a="$last" -v k="$kill_at" 'BEGIN { printf "%d", (a - k) * 1000 }')
 log "TAKEOVER: last asset committed ${takeover_ms} ms after SIGKILL of the owner"
-[ "$takeover_ms" -le $((10000 + SETTLE_MS)) ] ||
-	fail "B finished ${takeover_ms} ms after the kill (bound: $((10000 + SETTLE_MS)) ms)"
-wait_for 30 "B owns both folders" owned_is "$PB" 2
+# Finishing also depends on throughput: a sanitizer build is several times
+# slower, so there (MAM_SANITIZED=1) the figure is logged, and the bound is
+# asserted by the plain build of the same suite.
+if [ "${MAM_SANITIZED:-0}" != 1 ]; then
+	[ "$takeover_ms" -le $((10000 + SETTLE_MS)) ] ||
+		fail "B finished ${takeover_ms} ms after the kill (bound: $((10000 + SETTLE_MS)) ms)"
+fi
 grep -q 'this node owns the folder now' "$T/b.log" || fail "B never logged taking a folder over"
 
 "$MAM_BIN" status -c "$T/node-b.yaml" >"$T/status2" || fail "status exited non-zero"
