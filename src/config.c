@@ -631,6 +631,26 @@ static void check_folders(struct ctx *c)
 	}
 }
 
+/*
+ * metrics.<key>: "" means off, like absent; anything else must be HOST:PORT.
+ * Returns the key's node (NULL when absent) for further checks.
+ */
+static const struct ynode *check_listen(struct ctx *c, const struct ynode *root, const char *key,
+					char **val, const char *example)
+{
+	const struct ynode *n = cfgval_get(cfgval_get(root, "metrics"), key);
+	char name[64];
+
+	if (*val && !(*val)[0]) {
+		free(*val);
+		*val = NULL;
+	}
+	snprintf(name, sizeof name, "metrics.%s", key);
+	if (n && *val && !cfgval_listen_ok(*val))
+		ERR(c, n, name, "expected HOST:PORT such as \"%s\", got \"%s\"", example, *val);
+	return n;
+}
+
 /* Checks of single values that need more than the key table says. */
 static void check_values(struct ctx *c, struct config *cfg, const struct ynode *root)
 {
@@ -640,26 +660,10 @@ static void check_values(struct ctx *c, struct config *cfg, const struct ynode *
 	n = cfgval_get(cfgval_get(root, "database"), "conninfo");
 	if (n && !cfgval_conninfo_ok(cfg->conninfo, why, sizeof why))
 		ERR(c, n, "database.conninfo", "%s", why);
-	if (cfg->metrics_listen && !cfg->metrics_listen[0]) { /* "" = off, like absent */
-		free(cfg->metrics_listen);
-		cfg->metrics_listen = NULL;
-	}
-	n = cfgval_get(cfgval_get(root, "metrics"), "listen");
-	if (n && cfg->metrics_listen && !cfgval_listen_ok(cfg->metrics_listen))
-		ERR(c, n, "metrics.listen",
-		    "expected HOST:PORT such as \"127.0.0.1:9187\", got \"%s\"",
-		    cfg->metrics_listen);
-	if (cfg->metrics_worker_listen && !cfg->metrics_worker_listen[0]) {
-		free(cfg->metrics_worker_listen);
-		cfg->metrics_worker_listen = NULL;
-	}
-	n = cfgval_get(cfgval_get(root, "metrics"), "worker_listen");
-	if (n && cfg->metrics_worker_listen && !cfgval_listen_ok(cfg->metrics_worker_listen))
-		ERR(c, n, "metrics.worker_listen",
-		    "expected HOST:PORT such as \"127.0.0.1:9188\", got \"%s\"",
-		    cfg->metrics_worker_listen);
-	else if (n && cfg->metrics_worker_listen && cfg->metrics_listen &&
-		 strcmp(cfg->metrics_worker_listen, cfg->metrics_listen) == 0)
+	check_listen(c, root, "listen", &cfg->metrics_listen, "127.0.0.1:9187");
+	n = check_listen(c, root, "worker_listen", &cfg->metrics_worker_listen, "127.0.0.1:9188");
+	if (n && cfg->metrics_worker_listen && cfg->metrics_listen &&
+	    strcmp(cfg->metrics_worker_listen, cfg->metrics_listen) == 0)
 		ERR(c, n, "metrics.worker_listen",
 		    "must differ from metrics.listen: the ingester and the worker each listen");
 	n = cfgval_get(cfgval_get(root, "worker"), "proxy_height");
