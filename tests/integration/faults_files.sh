@@ -299,6 +299,14 @@ if [ -n "$MNT" ]; then
 	assert_eq "$(psql_q "SELECT count(*) FROM assets WHERE extra->>'relative_path' LIKE 'mnt/%'")" 5 \
 		"assets from below the mount"
 fi
+# Logs escape names: one line per event, no raw control byte in any of them,
+# the tab and newline names as \x09 and \x0a, the invalid byte as \xff.
+if LC_ALL=C grep -qP '[\x00-\x08\x0b-\x1f\x7f]' "$T/daemon.log"; then
+	fail "a raw control byte in the daemon log: $(LC_ALL=C grep -nP '[\x00-\x08\x0b-\x1f\x7f]' "$T/daemon.log" | head -2 | od -c | head -3)"
+fi
+grep -qF '"new\x0aline.mov": catalogued as asset' "$T/daemon.log" || fail "the newline name is not logged escaped"
+grep -qF '"tab\x09here.mov": catalogued as asset' "$T/daemon.log" || fail "the tab name is not logged escaped"
+grep -qF '"bad\xff.bin": catalogued as asset' "$T/daemon.log" || fail "the non-UTF-8 name is not logged escaped"
 if grep -qE '^error ' "$T/daemon.log"; then
 	grep -E '^error ' "$T/daemon.log" | head -5 >&2
 	fail "the daemon logged errors"
