@@ -11,7 +11,7 @@ ing_require
 
 NFILES=2000
 NCHUNK=20 # chunks of 100 files
-OUTAGE_S=30
+OUTAGE_S=${MAM_OUTAGE_S:-30} # faults_pg_down_long.sh runs it for 2 minutes
 DROP=$T/drop
 mkdir -p "$DROP"
 CFG=$T/mam.yaml
