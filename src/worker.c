@@ -518,6 +518,16 @@ int worker_main(const struct config *cfg, const char *config_path)
 		uv_loop_close(&w.loop);
 		return 1;
 	}
+	/* "mam-ingest worker[ID]": pg_stat_activity then names the worker, with
+	 * the id that ingest_jobs.claimed_by records. Only ENOMEM can fail it,
+	 * and an unnamed session still works. */
+	{
+		char appname[sizeof w.id + 32];
+
+		snprintf(appname, sizeof appname, "mam-ingest worker[%s]", w.id);
+		if (db_set_application_name(w.db, appname) != 0)
+			log_warnx("worker", "could not name the database session: out of memory");
+	}
 	w.env.db = w.db;
 	db_set_notify_cb(w.db, on_notify, &w);
 	uv_timer_init(&w.loop, &w.poll);

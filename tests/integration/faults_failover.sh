@@ -15,17 +15,7 @@ ing_require pg_basebackup
 pg_start
 PRIMARY_HOST=$PGHOST
 SB=$T/pgsb
-mkdir -p "$SB/sock"
-[ "$(id -u)" = 0 ] && chown -R postgres: "$SB"
-as_pg "$PGBIN/pg_basebackup" -h "$PRIMARY_HOST" -U postgres -D "$SB/data" -R -X stream \
-	>"$T/basebackup.log" 2>&1 || { cat "$T/basebackup.log" >&2; fail "pg_basebackup failed"; }
-cat >>"$SB/data/postgresql.conf" <<CONF
-unix_socket_directories = '$SB/sock'
-CONF
-PG_DIRS+=("$SB")
-as_pg "$PGBIN/pg_ctl" -D "$SB/data" -l "$SB/server.log" -w -t 60 start >/dev/null ||
-	{ cat "$SB/server.log" >&2; fail "standby did not start"; }
-assert_eq "$(PGHOST=$SB/sock psql_q "SELECT pg_is_in_recovery()")" t "standby in recovery"
+pg_add_standby "$SB"
 
 mkdir -p "$T/drop" "$T/src"
 CONNINFO="host=$SB/sock,$PRIMARY_HOST port=5432,5432 dbname=mam user=postgres target_session_attrs=read-write connect_timeout=5"

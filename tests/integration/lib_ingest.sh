@@ -200,6 +200,35 @@ wait_settled() {
 	wait_for 60 "files under $1 older than ${2:-1000} ms" _settled "$1" "${2:-1000}"
 }
 
+# ---- several ingest nodes ----------------------------------------------------
+
+# node_cfg NODE PORT FOLDER...: $T/NODE.yaml, one of several ingest nodes that
+# list the same drop folders of tenant s1 (metadata jobs, after_ingest:
+# leave) at settle_ms $SETTLE_MS; only the node name and the metrics port
+# differ (two daemons on one machine cannot share a port).
+node_cfg() {
+	local node=$1 port=$2 f
+	shift 2
+	{
+		cfg_header "$SETTLE_MS"
+		printf '  node_name: %s\nmetrics:\n  listen: "127.0.0.1:%s"\n' "$node" "$port"
+		printf 'tenants:\n  - code: s1\n    name: Scale test\n    drop_folders:\n'
+		for f in "$@"; do
+			printf '      - path: %s\n        after_ingest: leave\n        jobs: [metadata]\n' "$f"
+		done
+	} >"$T/$node.yaml"
+	cfg_finish "$T/$node.yaml"
+}
+
+# owned PORT: the sum of mam_ingest_folder_owned over the daemon's folders
+# (fails unless its /metrics lists $NFOLDERS folders); owned_is PORT N.
+owned() {
+	curl -sf "http://127.0.0.1:$1/metrics" |
+		awk -v want="$NFOLDERS" '/^mam_ingest_folder_owned\{/ { s += $NF; n++ }
+			END { if (n != want) exit 1; print s }'
+}
+owned_is() { [ "$(owned "$1")" = "$2" ]; }
+
 # ---- the invariant -----------------------------------------------------------
 
 # check_invariant TENANT MANIFEST "JOBS" [LOCATION_PREFIX]

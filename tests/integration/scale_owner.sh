@@ -25,29 +25,9 @@ mkdir -p "$D1" "$D2"
 PA=$((20000 + RANDOM % 10000))
 PB=$((PA + 1 + RANDOM % 5000))
 
-# cfg NODE PORT: the same folders for every node; only the name and the
-# metrics port differ (two daemons on one machine cannot share a port).
-cfg() {
-	{
-		cfg_header "$SETTLE_MS"
-		cat <<EOF
-  node_name: $1
-metrics:
-  listen: "127.0.0.1:$2"
-tenants:
-  - code: s1
-    name: Scale test
-    drop_folders:
-      - path: $D1
-        jobs: [metadata]
-      - path: $D2
-        jobs: [metadata]
-EOF
-	} >"$T/$1.yaml"
-	cfg_finish "$T/$1.yaml"
-}
-cfg node-a "$PA"
-cfg node-b "$PB"
+NFOLDERS=2
+node_cfg node-a "$PA" "$D1" "$D2"
+node_cfg node-b "$PB" "$D1" "$D2"
 
 pg_start
 ing_migrate "$T/node-a.yaml"
@@ -60,12 +40,6 @@ FILES=("$T"/all/*.bin)
 assert_eq "${#FILES[@]}" "$NFILES" "files generated"
 phase_end
 
-# owned PORT: the sum of mam_ingest_folder_owned over the daemon's folders.
-owned() {
-	curl -sf "http://127.0.0.1:$1/metrics" |
-		awk '/^mam_ingest_folder_owned\{/ { s += $NF; n++ } END { if (n != 2) exit 1; print s }'
-}
-owned_is() { [ "$(owned "$1")" = "$2" ]; }
 
 phase_begin "A takes both folders, B stands by"
 daemon_run "$T/node-a.yaml" "$T/a.log"

@@ -13,6 +13,7 @@
 # way: claim (FOR UPDATE SKIP LOCKED), spawn, parse, store, settle the asset.
 # MAM_SCALE_JOBS / MAM_SCALE_WORKERS change the figures for manual runs.
 . "${MAM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/common.sh"
+. "$MAM_SRC/tests/lib/worker.sh"
 command -v ffprobe >/dev/null || skip "ffprobe not installed"
 command -v ffmpeg >/dev/null || skip "ffmpeg not installed"
 
@@ -27,7 +28,7 @@ fi
 NW=${MAM_SCALE_WORKERS:-4}
 
 pg_start
-mkdir -p "$T/deriv" "$T/stub"
+mkdir -p "$T/deriv"
 cat >"$T/cfg.yaml" <<EOF
 database:
   conninfo: ""
@@ -40,17 +41,7 @@ EOF
 chmod 644 "$T/cfg.yaml"
 migrate "$T/cfg.yaml" >/dev/null
 
-ffmpeg -nostdin -v error -f lavfi -i testsrc=size=16x16 -frames:v 1 "$T/s.png"
-ffprobe -v error -print_format json -show_format -show_streams -show_program_version \
-	-- "file:$T/s.png" >"$T/probe.json"
-grep -q "'" "$T/probe.json" && fail "probe output has a quote the stub cannot hold"
-# printf is a dash builtin: one exec per job, no cat.
-{
-	echo '#!/bin/sh'
-	printf "printf '%%s\\\\n' '%s'\n" "$(cat "$T/probe.json")"
-} >"$T/stub/ffprobe"
-chmod 755 "$T/stub/ffprobe"
-cmp -s <("$T/stub/ffprobe" -v error) "$T/probe.json" || fail "the ffprobe stub does not print the probe"
+ffprobe_stub "$T/stub"
 
 TEN=$(psql_q "INSERT INTO tenants (code, name) VALUES ('w1', 'Workers') RETURNING id")
 
@@ -64,13 +55,7 @@ wait_sql 30 "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle'
 	AND (query LIKE 'LISTEN mam_ingest_jobs' OR query LIKE 'UPDATE ingest_jobs j%'
 	     OR query LIKE 'SELECT mam_worker_reclaim%')" "$NW"
 
-# All jobs in one transaction, announced by one NOTIFY at its commit.
-psql_q "WITH a AS (INSERT INTO assets (tenant_id, title, asset_type, status)
-	  SELECT '$TEN', 'still ' || g, 'image', 'processing' FROM generate_series(1, $NJOBS) g
-	  RETURNING id)
-	INSERT INTO ingest_jobs (tenant_id, asset_id, job_type, input_path)
-	SELECT '$TEN', id, 'metadata', '$T/s.png' FROM a;
-	NOTIFY mam_ingest_jobs" >/dev/null
+queue_metadata_jobs "$TEN" "$NJOBS" "$T/s.png"
 # Polled once a second, not every 50 ms: each poll is a new PostgreSQL
 # backend, and on 2 cores that would steal CPU from what is measured. The
 # bound is the test's budget, not a performance assertion.

@@ -51,6 +51,23 @@ CONF
 }
 PG_DIRS=()
 
+# pg_add_standby DIR: a streaming standby of the running cluster (pg_start)
+# in DIR (pg_basebackup -R, its own socket DIR/sock), started and checked to
+# be in recovery. Sets SB_HOST to its socket directory.
+pg_add_standby() {
+	local sb=$1
+	mkdir -p "$sb/sock"
+	[ "$(id -u)" = 0 ] && chown -R postgres: "$sb"
+	as_pg "$PGBIN/pg_basebackup" -h "$PGHOST" -U postgres -D "$sb/data" -R -X stream -c fast \
+		>"$sb.basebackup.log" 2>&1 || { cat "$sb.basebackup.log" >&2; fail "pg_basebackup failed"; }
+	echo "unix_socket_directories = '$sb/sock'" >>"$sb/data/postgresql.conf"
+	PG_DIRS+=("$sb")
+	as_pg "$PGBIN/pg_ctl" -D "$sb/data" -l "$sb/server.log" -w -t 60 start >/dev/null ||
+		{ cat "$sb/server.log" >&2; fail "standby did not start"; }
+	SB_HOST=$sb/sock
+	[ "$(PGHOST=$SB_HOST psql_q "SELECT pg_is_in_recovery()")" = t ] || fail "standby not in recovery"
+}
+
 pg_stop_cluster() { as_pg "$PGBIN/pg_ctl" -D "${1:-$T/pg}/data" -m fast -w stop >/dev/null 2>&1 || true; }
 pg_start_cluster() { as_pg "$PGBIN/pg_ctl" -D "${1:-$T/pg}/data" -l "${1:-$T/pg}/server.log" -w -t 60 start >/dev/null; }
 
