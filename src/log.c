@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,24 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
+/*
+ * Valid UTF-8 that a terminal or log viewer would still act on rather than
+ * show: C1 controls (U+0080-U+009F; 0x9B is CSI on many terminals), the line
+ * and paragraph separators (U+2028, U+2029) and the bidirectional overrides
+ * and isolates (U+202A-U+202E, U+2066-U+2069) that can make a name display
+ * as another. Anyone who can write to a share chooses file names.
+ */
+static bool utf8_shows_badly(const unsigned char *s, size_t ul)
+{
+	if (ul == 2)
+		return s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f;
+	if (ul == 3 && s[0] == 0xe2 && s[1] == 0x80)
+		return s[2] >= 0xa8 && s[2] <= 0xae; /* U+2028-U+202E */
+	if (ul == 3 && s[0] == 0xe2 && s[1] == 0x81)
+		return s[2] >= 0xa6 && s[2] <= 0xa9; /* U+2066-U+2069 */
+	return false;
+}
+
 char *log_escape(const char *in, char *out, size_t outsz)
 {
 	const unsigned char *s = (const unsigned char *)in;
@@ -99,7 +118,8 @@ char *log_escape(const char *in, char *out, size_t outsz)
 			tmp[0] = '\\';
 			tmp[1] = (char)s[i];
 			tl = 2;
-		} else if (ul == 0) {
+		} else if (ul == 0 || utf8_shows_badly(s + i, ul)) {
+			/* Byte by byte: the exact bytes stay recoverable. */
 			snprintf(tmp, sizeof tmp, "\\x%02x", s[i]);
 			tl = 4;
 			ul = 1;

@@ -2,10 +2,11 @@
  * libFuzzer target: file names. Anyone who can write to a share chooses them
  * (non-UTF-8 bytes, control characters, quotes, 255-byte names), and they go
  * into log lines, into the JSON sent to PostgreSQL and through the ignore
- * rules. Checks: log_escape() output is valid UTF-8 without a control byte,
- * bounded and terminated; the JSON string form contains no raw control byte and no
- * unescaped quote; the _hex form decodes back to the exact bytes; the
- * ignore rules and the file:// URL never crash.
+ * rules. Checks: log_escape() output is valid UTF-8 without a control byte
+ * (C0, DEL, C1, line separators, bidi overrides), bounded and terminated; the
+ * JSON string form contains no raw control byte and no unescaped quote; the
+ * _hex form decodes back to the exact bytes; the ignore rules and the file://
+ * URL never crash.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -58,9 +59,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Valid UTF-8 passes through; every other byte and control is \xNN. */
 	if (!utf8_valid(esc, strlen(esc)))
 		abort();
-	for (p = esc; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+	for (p = esc; *p; p++) {
+		const unsigned char *u = (const unsigned char *)p;
+
+		if (u[0] < 0x20 || u[0] == 0x7f)
 			abort();
+		/* Nor a C1 control, line separator or bidi override (escaped too). */
+		if (u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f)
+			abort();
+		if (u[0] == 0xe2 && ((u[1] == 0x80 && u[2] >= 0xa8 && u[2] <= 0xae) ||
+				     (u[1] == 0x81 && u[2] >= 0xa6 && u[2] <= 0xa9)))
+			abort();
+	}
 
 	sb_json_path(&sb, "relpath", name, true);
 	if (sb.oom)
