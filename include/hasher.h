@@ -5,7 +5,9 @@
  * so directory scans never queue behind long hashes; the rest wait on a FIFO
  * here. The worker thread opens the file beneath its drop folder (openat2
  * RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, O_NOFOLLOW|O_NONBLOCK), checks it is a
- * regular file with the expected identity, hashes it with large reads, detects
+ * regular file with the expected identity, hashes it with large reads (from
+ * 4 MiB on with a reader thread copying ahead of the hash while a CPU is
+ * free for it), detects
  * its content type with libmagic, and compares the identity again afterwards.
  */
 #ifndef MAM_HASHER_H
@@ -44,6 +46,13 @@ void hasher_close(struct hasher *h, void (*cb)(void *arg), void *arg);
 
 /* Synchronous helpers, also used by tests and by post.c. */
 int hash_fd_sha256(int fd, size_t read_size, char hex[65], uint64_t *bytes);
+/* How hash_fd_sha256_io reads: SERIAL reads read_size bytes and hashes
+ * them in turn; PIPELINED has a reader thread fill four slots of
+ * read_size / 4 bytes (at least 64 KiB each) while the caller hashes; AUTO
+ * (what hash_fd_sha256 and the hasher do) pipelines regular files from
+ * 4 MiB on while fewer threads hash such files than there are CPUs. */
+enum hash_io { HASH_IO_AUTO, HASH_IO_SERIAL, HASH_IO_PIPELINED };
+int hash_fd_sha256_io(int fd, size_t read_size, enum hash_io io, char hex[65], uint64_t *bytes);
 /* asset_type from MIME type, falling back on the file name's extension. */
 const char *asset_type_guess(const char *mime, const char *name);
 

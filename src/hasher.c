@@ -18,7 +18,10 @@
  * what the watcher saw before hashing, and with the open file and the path
  * afterwards: a file that changed meanwhile is reported -ESTALE so it settles
  * again, a file that vanished -ENOENT.
+ *
+ * Reading and hashing an open file is hash_read.c.
  */
+#include "hash_read.h"
 #include "hasher.h"
 #include "log.h"
 #include "mime.h"
@@ -27,13 +30,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,11 +45,9 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
-#define DEFAULT_READ_SIZE (1024 * 1024)
 /* libmagic wants the first 64 KiB in one buffer, and smaller reads cost. */
 #define MIN_READ_SIZE (64 * 1024)
 #define MAX_READ_SIZE (64 * 1024 * 1024)
-#define MAGIC_BYTES   (64 * 1024)
 
 #define READ_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
 /* For the second look at the path: a trailing symlink yields the link itself. */
@@ -177,84 +178,11 @@ static int open_beneath(int rootfd, const char *relpath, int flags, bool use_ope
 	return open_walk(rootfd, relpath, flags);
 }
 
-/* The hash loop shared by the job and hash_fd_sha256; when mime is given,
- * the first buffer read also goes to libmagic. */
-static int hash_fd_buf(int fd, unsigned char *buf, size_t bufsz, char hex[65], uint64_t *bytes,
-		       char *mime, size_t mimesz)
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx;
-	uint64_t total = 0;
-	bool first = true;
-	ssize_t n;
-	int ret = 0;
-
-	ctx = EVP_MD_CTX_new();
-	if (!ctx)
-		return -ENOMEM;
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		ret = -EIO;
-		goto out;
-	}
-	for (;;) {
-		n = read(fd, buf, bufsz);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = -errno;
-			goto out;
-		}
-		if (mime && first)
-			mime_detect_buffer(buf, (size_t)n < MAGIC_BYTES ? (size_t)n : MAGIC_BYTES,
-					   mime, mimesz);
-		first = false;
-		if (n == 0)
-			break;
-		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
-			ret = -EIO;
-			goto out;
-		}
-		total += (uint64_t)n;
-	}
-	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
-		ret = -EIO;
-		goto out;
-	}
-	for (unsigned i = 0; i < 32; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[64] = '\0';
-	if (bytes)
-		*bytes = total;
-out:
-	EVP_MD_CTX_free(ctx);
-	return ret;
-}
-
-int hash_fd_sha256(int fd, size_t read_size, char hex[65], uint64_t *bytes)
-{
-	unsigned char *buf;
-	int ret;
-
-	if (read_size == 0)
-		read_size = DEFAULT_READ_SIZE;
-	buf = malloc(read_size);
-	if (!buf)
-		return -ENOMEM;
-	ret = hash_fd_buf(fd, buf, read_size, hex, bytes, NULL, 0);
-	free(buf);
-	return ret;
-}
-
 /* Threadpool side: everything here works on j only. */
 static void hash_file(struct hash_job *j, int rootfd, const char *shown)
 {
 	struct hash_result *r = &j->res;
 	struct file_id before, again;
-	unsigned char *buf = NULL;
 	struct stat st;
 	int fd, pfd, rc;
 
@@ -285,12 +213,12 @@ static void hash_file(struct hash_job *j, int rootfd, const char *shown)
 	}
 	/* Readahead doubles for a sequential reader; the hint is only advice. */
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	buf = malloc(j->read_size);
-	if (!buf) {
-		job_fail(j, -ENOMEM, "out of memory hashing \"%s\"", shown);
+	rc = hash_fd_detect(fd, &st, j->read_size, HASH_IO_AUTO, r->sha256, &r->bytes, r->mime,
+			    sizeof(r->mime));
+	if (rc == -ENOMEM) {
+		job_fail(j, rc, "out of memory hashing \"%s\"", shown);
 		goto out;
 	}
-	rc = hash_fd_buf(fd, buf, j->read_size, r->sha256, &r->bytes, r->mime, sizeof(r->mime));
 	if (rc != 0) {
 		job_fail(j, rc, "could not read file \"%s\": %s", shown, strerror(-rc));
 		goto out;
@@ -328,7 +256,6 @@ static void hash_file(struct hash_job *j, int rootfd, const char *shown)
 	}
 	snprintf(r->asset_type, sizeof(r->asset_type), "%s", asset_type_guess(r->mime, j->relpath));
 out:
-	free(buf);
 	close(fd);
 }
 
@@ -437,7 +364,7 @@ int hasher_create(uv_loop_t *loop, int max_inflight, size_t read_size, struct ha
 	if (max_inflight < 1)
 		max_inflight = 1;
 	if (read_size == 0)
-		read_size = DEFAULT_READ_SIZE;
+		read_size = HASH_DEFAULT_READ_SIZE;
 	if (read_size < MIN_READ_SIZE)
 		read_size = MIN_READ_SIZE;
 	if (read_size > MAX_READ_SIZE)

@@ -4,7 +4,11 @@
  * checks (changed, grown while hashed, vanished), the safety rules (symlinks
  * in or out of the path, "..", FIFOs, unreadable files, also with the
  * pre-openat2 fallback), content types from real content, and the in-flight
- * cap observed from outside through /proc/self/fd.
+ * cap observed from outside through /proc/self/fd. The pipelined read loop
+ * (a reader thread filling slots) is checked against OpenSSL's one-shot
+ * digest of the same bytes in memory: sizes around the slot and buffer
+ * boundaries, empty files, read errors, files that shrink or grow while
+ * they are hashed, and more big files at once than there are CPUs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +30,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "hasher.h"
 
@@ -178,6 +184,260 @@ static void test_big_file_matches_openssl(void **state)
 	assert_non_null(eq);
 	eq[2 + 64] = '\0';
 	assert_string_equal(r.sha256, eq + 2);
+}
+
+/* Bytes that differ at every offset, so a slot hashed twice, skipped or out
+ * of order changes the digest. */
+static unsigned char pattern_at(uint64_t i)
+{
+	return (unsigned char)(((i * 2654435761u) >> 11) ^ (i >> 20) ^ i);
+}
+
+static unsigned char *pattern(size_t len)
+{
+	unsigned char *b = malloc(len ? len : 1);
+
+	assert_non_null(b);
+	for (size_t i = 0; i < len; i++)
+		b[i] = pattern_at(i);
+	return b;
+}
+
+static void sha_hex(const unsigned char *b, size_t len, char hex[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	assert_int_equal(EVP_Digest(b, len, md, &mdlen, EVP_sha256(), NULL), 1);
+	assert_int_equal(mdlen, 32);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+static int hash_path_io(const char *rel, size_t read_size, enum hash_io io, char hex[65],
+			uint64_t *n)
+{
+	char p[PATH_MAX];
+	int fd, rc;
+
+	path_in(p, rel);
+	fd = open(p, O_RDONLY);
+	assert_true(fd >= 0);
+	rc = hash_fd_sha256_io(fd, read_size, io, hex, n);
+	close(fd);
+	return rc;
+}
+
+/* Every read loop, every read size, sizes on and around the boundaries of
+ * the 64 KiB and 256 KiB slots and of the whole ring, and the 4 MiB from
+ * which the automatic choice pipelines. */
+static void test_read_loops_agree(void **state)
+{
+	static const size_t sizes[] = {
+		0,	1,	4095,	       65535,	65536,	       65537,	3 * 65536 + 17,
+		262144, 262145, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 4 << 20, (5 << 20) + 12345};
+	static const size_t reads[] = {0, 65536, 100000, 1 << 20};
+	static const enum hash_io ios[] = {HASH_IO_SERIAL, HASH_IO_PIPELINED, HASH_IO_AUTO};
+	unsigned char *data = pattern((5 << 20) + 12345);
+	char want[65], got[65];
+	struct hash_result r;
+	uint64_t n;
+
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		write_file("p.bin", data, sizes[s]);
+		sha_hex(data, sizes[s], want);
+		for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++)
+			for (size_t m = 0; m < sizeof(ios) / sizeof(ios[0]); m++) {
+				n = 12345678;
+				assert_int_equal(hash_path_io("p.bin", reads[k], ios[m], got, &n),
+						 0);
+				assert_string_equal(got, want);
+				assert_int_equal(n, sizes[s]);
+			}
+		/* The job path: pipelined from 4 MiB on. */
+		assert_int_equal(hash_one("p.bin", NULL, &r), 0);
+		assert_string_equal(r.sha256, want);
+		assert_int_equal(r.bytes, sizes[s]);
+	}
+	free(data);
+	assert_int_equal(hash_path_io("p.bin", 0, HASH_IO_PIPELINED, got, &n), 0);
+	write_file("empty", "", 0);
+	assert_int_equal(hash_path_io("empty", 0, HASH_IO_PIPELINED, got, &n), 0);
+	assert_string_equal(got, SHA_EMPTY);
+	assert_int_equal(n, 0);
+}
+
+/* A read error reaches the caller from the reader thread, and the thread
+ * is gone afterwards (the test runs clean under ASan and leaks nothing). */
+static void test_read_error(void **state)
+{
+	char hex[65];
+	uint64_t n;
+	int fd;
+
+	fd = open(root, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	assert_int_equal(hash_fd_sha256_io(fd, 0, HASH_IO_PIPELINED, hex, &n), -EISDIR);
+	assert_int_equal(hash_fd_sha256_io(fd, 0, HASH_IO_SERIAL, hex, &n), -EISDIR);
+	close(fd);
+}
+
+/* libmagic sees the first slot of a pipelined file. */
+static void test_pipelined_content_type(void **state)
+{
+	static const unsigned char png[16] = {0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A,
+					      0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52};
+	size_t len = (6 << 20) + 7;
+	unsigned char *data = pattern(len);
+	char want[65];
+	struct hash_result r;
+
+	memcpy(data, png, sizeof(png));
+	write_file("big-image", data, len);
+	sha_hex(data, len, want);
+	free(data);
+	assert_int_equal(hash_one("big-image", NULL, &r), 0);
+	assert_string_equal(r.sha256, want);
+	assert_string_equal(r.mime, "image/png");
+	assert_string_equal(r.asset_type, "image");
+}
+
+struct resizer {
+	char path[PATH_MAX];
+	size_t from, to; /* the file's size before and after */
+	int started;	 /* the hash has started: act now */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+/* Shrinks the file with one truncate, or grows it with pattern bytes in
+ * 256 KiB appends, as soon as the hash has started. Sizes stay multiples
+ * of the page size so the kernel never zeroes a partial page under a read:
+ * every byte read is then a pattern byte. */
+static void *resize(void *arg)
+{
+	struct resizer *z = arg;
+	unsigned char chunk[256 * 1024];
+	int fd;
+
+	pthread_mutex_lock(&z->mu);
+	while (!z->started)
+		pthread_cond_wait(&z->cv, &z->mu);
+	pthread_mutex_unlock(&z->mu);
+	if (z->to < z->from) {
+		usleep(1000);
+		assert_int_equal(truncate(z->path, (off_t)z->to), 0);
+		return NULL;
+	}
+	fd = open(z->path, O_WRONLY);
+	assert_true(fd >= 0);
+	for (size_t off = z->from; off < z->to; off += sizeof(chunk)) {
+		for (size_t i = 0; i < sizeof(chunk); i++)
+			chunk[i] = pattern_at(off + i);
+		assert_int_equal(pwrite(fd, chunk, sizeof(chunk), (off_t)off), sizeof(chunk));
+	}
+	close(fd);
+	return NULL;
+}
+
+/* The digest is always that of exactly the bytes counted, whichever of the
+ * file's sizes the hash saw, for both loops. */
+static void hash_while_resizing(size_t from, size_t to, enum hash_io io)
+{
+	size_t big = from > to ? from : to;
+	unsigned char *data = pattern(big);
+	struct resizer z = {.from = from, .to = to};
+	char want[65], got[65];
+	pthread_t t;
+	uint64_t n;
+	int fd;
+
+	write_file("resized.bin", data, from);
+	path_in(z.path, "resized.bin");
+	pthread_mutex_init(&z.mu, NULL);
+	pthread_cond_init(&z.cv, NULL);
+	fd = open(z.path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pthread_create(&t, NULL, resize, &z), 0);
+	pthread_mutex_lock(&z.mu);
+	z.started = 1;
+	pthread_cond_signal(&z.cv);
+	pthread_mutex_unlock(&z.mu);
+	/* Small reads: many slots, so the resize lands between two of them. */
+	assert_int_equal(hash_fd_sha256_io(fd, 65536, io, got, &n), 0);
+	pthread_join(t, NULL);
+	close(fd);
+	printf("%s, %zu -> %zu MiB while hashed: %.2f MiB hashed\n",
+	       io == HASH_IO_SERIAL ? "serial" : "pipelined", from >> 20, to >> 20,
+	       (double)n / (1 << 20));
+	assert_true(n >= (from < to ? from : to));
+	assert_true(n <= big);
+	sha_hex(data, (size_t)n, want);
+	assert_string_equal(got, want);
+	pthread_cond_destroy(&z.cv);
+	pthread_mutex_destroy(&z.mu);
+	free(data);
+}
+
+static void test_resized_while_hashing(void **state)
+{
+	for (int i = 0; i < 3; i++) {
+		hash_while_resizing(64 << 20, 16 << 20, HASH_IO_PIPELINED);
+		hash_while_resizing(16 << 20, 64 << 20, HASH_IO_PIPELINED);
+		hash_while_resizing(32 << 20, 0, HASH_IO_PIPELINED);
+	}
+	hash_while_resizing(64 << 20, 16 << 20, HASH_IO_SERIAL);
+	hash_while_resizing(16 << 20, 64 << 20, HASH_IO_SERIAL);
+}
+
+struct racer {
+	char rel[32];
+	unsigned delay_ms;
+	char got[65];
+	uint64_t n;
+	int rc;
+};
+
+static void *race(void *arg)
+{
+	struct racer *c = arg;
+
+	usleep(c->delay_ms * 1000);
+	c->rc = hash_path_io(c->rel, 65536, HASH_IO_AUTO, c->got, &c->n);
+	return NULL;
+}
+
+/* More big files hashed at once than there are CPUs, started a few ms
+ * apart, so each loop drops its reader when the CPUs fill up and takes
+ * it back as the others finish, at 64 KiB slots; every digest stays exact. */
+static void test_loops_switch_while_hashing(void **state)
+{
+	enum { N = 5 };
+	size_t len = (24 << 20) + 4097;
+	unsigned char *data = pattern(len);
+	struct racer c[N];
+	pthread_t t[N];
+	char want[65];
+
+	write_file("race.bin", data, len);
+	sha_hex(data, len, want);
+	free(data);
+	for (int i = 0; i < N; i++) {
+		char p[PATH_MAX], q[PATH_MAX];
+
+		snprintf(c[i].rel, sizeof(c[i].rel), "race-%d.bin", i);
+		path_in(p, "race.bin");
+		path_in(q, c[i].rel);
+		assert_int_equal(link(p, q), 0);
+		c[i].delay_ms = 3u * (unsigned)i;
+		assert_int_equal(pthread_create(&t[i], NULL, race, &c[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(c[i].rc, 0);
+		assert_string_equal(c[i].got, want);
+		assert_int_equal(c[i].n, len);
+	}
 }
 
 static void test_identity_mismatch(void **state)
@@ -561,6 +821,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_vectors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_file_matches_openssl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_loops_agree, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_content_type, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resized_while_hashing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loops_switch_while_hashing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_while_hashing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
