@@ -15,4 +15,9 @@
  * filled with the fallback). Safe to call from any thread. */
 int mime_detect_buffer(const void *buf, size_t len, char *out, size_t outsz);
 
+/* The type of the media containers recognised without libmagic (ISO base
+ * media, RIFF WAVE/AVI/WebP, JPEG, PNG, MXF), exactly as libmagic names
+ * them, or NULL when buf starts with none of their signatures. Pure. */
+const char *mime_media_signature(const void *buf, size_t len);
+
 #endif

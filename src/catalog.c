@@ -3,8 +3,9 @@
  *
  * Requests (record a file, look one up, confirm a move) wait in one open
  * queue per kind until it holds batch_max_files or the oldest has waited
- * batch_max_ms; the queue then becomes a batch: one statement, one jsonb
- * parameter, one implicit transaction (sql/002_ingest.sql does the work).
+ * batch_max_ms and the pipeline has room (see MAX_INFLIGHT); the queue then
+ * becomes a batch: one statement, one jsonb parameter, one implicit
+ * transaction (sql/002_ingest.sql, and 006_burst.sql, do the work).
  * Batches wait on one list in submission order and are pipelined on the
  * connection a few at a time. A batch keeps its requests until its result
  * arrives: when the connection is lost (result NULL: committed or not, nobody
@@ -28,8 +29,19 @@
 #include "catalog_json.h"
 #include "log.h"
 
-/* Batches on the wire at once: enough to overlap round trips with work. */
-#define MAX_INFLIGHT 4
+/*
+ * Batches on the wire at once: two keep the one backend busy (the next batch
+ * is there when one commits) and overlap round trips with work; more would
+ * only queue small batches behind them. It also sets the batch size under
+ * load: while MAX_INFLIGHT batches are out (sent or waiting their turn), an
+ * open queue whose batch_max_ms has passed is not closed but keeps filling,
+ * up to batch_max_files, until one comes back (Nagle's rule). When the
+ * database keeps up that changes nothing (a queue closes after batch_max_ms,
+ * as before); when it is the bottleneck, the files that would have waited in
+ * many small batches travel in few big ones, and each batch's fixed cost
+ * (statements, planning, commit) is shared by more files.
+ */
+#define MAX_INFLIGHT 2
 /* Wait before resending a batch that hit a transient error (deadlock, read-only...). */
 #define RETRY_MS 1000
 
@@ -65,6 +77,7 @@ struct batch {
 struct queue {
 	struct item *head, *tail;
 	unsigned n;
+	bool due; /* batch_max_ms has passed: close it as soon as the pipeline has room */
 };
 
 struct catalog {
@@ -187,14 +200,44 @@ static void queue_close(struct catalog *c, enum kind k)
 	batch_append(c, b);
 }
 
+/* Batches on the list, sent or waiting, counted up to MAX_INFLIGHT. */
+static bool pipeline_full(const struct catalog *c)
+{
+	const struct batch *b;
+	unsigned n = 0;
+
+	for (b = c->bhead; b && n < MAX_INFLIGHT; b = b->next)
+		n++;
+	return n >= MAX_INFLIGHT;
+}
+
+/* Close the queues whose time is up while the pipeline can take them. */
+static void close_due(struct catalog *c)
+{
+	int k;
+
+	for (k = 0; k < K_NQUEUES; k++) {
+		if (!c->q[k].due)
+			continue;
+		if (c->q[k].n == 0) {
+			c->q[k].due = false;
+			continue;
+		}
+		if (pipeline_full(c))
+			return;
+		c->q[k].due = false;
+		queue_close(c, (enum kind)k);
+	}
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct catalog *c = t->data;
 	int k;
 
 	for (k = 0; k < K_NQUEUES; k++)
-		queue_close(c, (enum kind)k);
-	pump(c);
+		c->q[k].due = c->q[k].n > 0;
+	pump(c); /* closes what the pipeline has room for; the rest keeps filling */
 }
 
 static void on_retry(uv_timer_t *t)
@@ -213,9 +256,10 @@ static void enqueue(struct catalog *c, enum kind k, struct item *it)
 	q->tail = it;
 	q->n++;
 	if (q->n >= (unsigned)(c->cfg->batch_max_files > 0 ? c->cfg->batch_max_files : 1)) {
+		q->due = false;
 		queue_close(c, k);
 		pump(c);
-	} else if (!uv_is_active((uv_handle_t *)&c->timer)) {
+	} else if (!q->due && !uv_is_active((uv_handle_t *)&c->timer)) {
 		uv_timer_start(&c->timer, on_timer,
 			       (uint64_t)(c->cfg->batch_max_ms > 0 ? c->cfg->batch_max_ms : 0), 0);
 	}
@@ -454,6 +498,7 @@ static void pump(struct catalog *c)
 {
 	struct batch *b;
 
+	close_due(c);
 	if (db_state(c->db) != DB_READY)
 		return;
 	for (b = c->bhead; b && c->inflight < MAX_INFLIGHT; b = b->next) {
