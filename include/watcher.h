@@ -44,6 +44,15 @@ struct watcher_opts {
 	bool oneshot;	      /* scan each folder once, report, then WATCHER_SCAN_DONE */
 	bool report_settling; /* oneshot: also report WATCHER_SETTLING entries */
 	bool folder_locks;    /* folders start not owned: see watcher_set_folder_owned() */
+	/*
+	 * Optional, called with the callback's arg: does the owner already have
+	 * this exact file (the ledger's identities read at start)? A scan that
+	 * finds such a file for the first time reports it finished at once,
+	 * without settling it or probing it for writers: it is the file that was
+	 * catalogued, and any later write brings it back as usual.
+	 */
+	bool (*known)(const struct folder_cfg *folder, const char *relpath,
+		      const struct file_id *id, void *arg);
 };
 
 int watcher_create(uv_loop_t *loop, const struct config *cfg, const struct watcher_opts *opts,
@@ -74,6 +83,7 @@ void watcher_rescan_all(struct watcher *w);
 /* Counters for metrics/status. */
 struct watcher_stats {
 	uint64_t overflows, rescans, watches, tracked, settling, finished;
+	uint64_t scanning; /* scans queued or running */
 };
 void watcher_get_stats(const struct watcher *w, struct watcher_stats *st);
 /* One folder's: files seen since this watcher started, settling now, and how

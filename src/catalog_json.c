@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "catalog_json.h"
+#include "util.h"
 
 void sb_free(struct sbuf *b)
 {
@@ -207,17 +208,6 @@ void sb_json_path(struct sbuf *b, const char *key, const char *s, bool first)
 	sb_putn(b, "\"", 1);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int hex_decode(const char *hex, char *out, size_t outsz)
 {
 	size_t n = strlen(hex), i;
@@ -227,7 +217,7 @@ int hex_decode(const char *hex, char *out, size_t outsz)
 	if (n / 2 + 1 > outsz)
 		return -ENAMETOOLONG;
 	for (i = 0; i < n / 2; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -EINVAL;

@@ -3,7 +3,8 @@
  * stages' creation and orderly shutdown (each stage closes its handles and
  * reports back; only then is the loop closed), signals (SIGTERM/SIGINT stop
  * gracefully within STOP_GRACE_MS, SIGHUP retries held files and rescans), the
- * daily partition maintenance, sd_notify status and the /metrics endpoint.
+ * daily partition maintenance, sd_notify status and the known-files gate at
+ * start. What /metrics and /healthz say is daemon_metrics.c.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -193,7 +194,14 @@ static void on_db_state(struct db *db, enum db_state state, void *arg)
 		if (ing->owner)
 			owner_db_state(ing->owner, state);
 		catalog_db_ready(ing->catalog);
+		if (!ing->known_requested && !ing->stopping) {
+			ing->known_requested = true;
+			ingest_known_load(ing);
+		}
 	} else if (state == DB_DOWN) {
+		/* No database to ask: the first scan need not wait for it. */
+		if (ing->known_gate)
+			ingest_known_ready(ing);
 		if (!ing->db_down_since)
 			ing->db_down_since = uv_hrtime();
 		log_warnx("ingest", ing->owner ? "database unavailable; releasing owned folders, "
@@ -356,6 +364,7 @@ static void reload(struct ingest *ing)
 		log_warnx("ingest",
 			  "ingest.folder_locks changed: takes effect at the next restart");
 	wopts.folder_locks = ing->owner != NULL;
+	wopts.known = ingest_file_known;
 	rc = watcher_create(&ing->loop, ncfg, &wopts, ingest_watcher_event, ing, &nw);
 	if (rc != 0) {
 		log_error("ingest", "reload failed: could not create the watcher: %s",
@@ -390,6 +399,9 @@ static void reload(struct ingest *ing)
 	rc = watcher_start(nw);
 	if (rc != 0)
 		log_error("ingest", "could not start watching after reload: %s", strerror(-rc));
+	/* Started here, so a start-up wait ending later does not start it twice. */
+	ing->watcher_started = true;
+	ing->known_gate = false;
 	/* Upsert new tenants, read is_active, then retry held files. */
 	if (ing->db && db_state(ing->db) == DB_READY)
 		catalog_db_ready(ing->catalog);
@@ -497,177 +509,62 @@ void ingest_backlog_check(struct ingest *ing)
 	uv_timer_start(&ing->progress, progress_cb, PROGRESS_MS, PROGRESS_MS);
 }
 
-/* ---- /metrics and /healthz -------------------------------------------------- */
+/* ---- the ledger's known files at start (ingest_known_load) ----------------- */
 
-#define DB_GRACE_NS (30ULL * 1000000000ULL)
+/* How long `run` waits for them before its first scan. */
+#define KNOWN_WAIT_MS 5000
+/* Then how often it looks whether the start-up pass is over, and for how
+ * many looks at most (a file settling for hours must not keep the sets). */
+#define KNOWN_SWEEP_MS	 1000
+#define KNOWN_SWEEPS_MAX 120
 
-static bool health_check(char *reason, size_t sz, void *arg)
+static void known_sweep_cb(uv_timer_t *t)
 {
-	struct ingest *ing = arg;
-
-	/* The loop answered this request, so it is responsive. */
-	if (ing->db && db_state(ing->db) != DB_READY && ing->db_down_since &&
-	    uv_hrtime() - ing->db_down_since > DB_GRACE_NS) {
-		snprintf(reason, sz, "database unreachable for %llu s",
-			 (unsigned long long)((uv_hrtime() - ing->db_down_since) / 1000000000ULL));
-		return false;
-	}
-	snprintf(reason, sz, "ok");
-	return true;
-}
-
-static void folder_labels(struct mbuf *b, const struct folder_stats *fs)
-{
-	mbuf_printf(b, "tenant=\"");
-	mbuf_label(b, fs->tenant);
-	mbuf_printf(b, "\",folder=\"");
-	mbuf_label(b, fs->path);
-	mbuf_printf(b, "\"");
-}
-
-static void render_counter(struct mbuf *b, struct ingest *ing, const char *name, const char *help,
-			   size_t off, bool is_double)
-{
+	struct ingest *ing = container_of(t, struct ingest, known_timer);
+	struct watcher_stats st = {0};
 	size_t i;
 
-	mbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-	for (i = 0; i < ing->n_fstats; i++) {
-		const char *base = (const char *)ing->fstats[i];
-
-		mbuf_printf(b, "%s{", name);
-		folder_labels(b, ing->fstats[i]);
-		if (is_double)
-			mbuf_printf(b, "} %.6f\n", *(const double *)(base + off));
-		else
-			mbuf_printf(b, "} %llu\n",
-				    (unsigned long long)*(const uint64_t *)(base + off));
-	}
-}
-
-/* What the watcher knows per folder of the current config. */
-static void render_folder_watch(struct mbuf *b, struct ingest *ing)
-{
-	static const struct {
-		const char *name, *type, *help;
-	} m[3] = {
-		{"mam_ingest_files_seen_total", "counter",
-		 "Files the watcher started tracking (since start or the last reload)."},
-		{"mam_ingest_folder_files_settling", "gauge", "Files settling now."},
-		{"mam_ingest_oldest_settling_seconds", "gauge",
-		 "Seconds the settling file unchanged longest has been so (a writer holding it "
-		 "open, a missing ready marker)."},
-	};
-	struct watcher_folder_stats st;
-	size_t i, k;
-
-	if (!ing->watcher)
-		return;
-	mbuf_printf(b,
-		    "# HELP mam_ingest_folder_watch The folder's watch mode and state (always 1).\n"
-		    "# TYPE mam_ingest_folder_watch gauge\n");
-	for (i = 0; i < ing->n_fstats; i++) {
-		if (!ing->fstats[i]->folder)
-			continue;
-		watcher_get_folder_stats(ing->watcher, ing->fstats[i]->folder, &st);
-		mbuf_printf(b, "mam_ingest_folder_watch{");
-		folder_labels(b, ing->fstats[i]);
-		mbuf_printf(b, ",mode=\"%s\",state=\"%s\"} 1\n", st.mode, st.state);
-	}
-	for (k = 0; k < 3; k++) {
-		mbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
-			    m[k].type);
-		for (i = 0; i < ing->n_fstats; i++) {
-			if (!ing->fstats[i]->folder)
-				continue;
-			watcher_get_folder_stats(ing->watcher, ing->fstats[i]->folder, &st);
-			mbuf_printf(b, "%s{", m[k].name);
-			folder_labels(b, ing->fstats[i]);
-			if (k == 0)
-				mbuf_printf(b, "} %llu\n", (unsigned long long)st.seen);
-			else if (k == 1)
-				mbuf_printf(b, "} %llu\n", (unsigned long long)st.settling);
-			else
-				mbuf_printf(b, "} %.3f\n", st.oldest_settling_s);
-		}
-	}
-}
-
-static void render_metrics(struct mbuf *b, void *arg)
-{
-	struct ingest *ing = arg;
-	struct watcher_stats ws = {0};
-	size_t i;
-
-	render_counter(b, ing, "mam_ingest_files_finished_total",
-		       "Files the watcher found finished.", offsetof(struct folder_stats, finished),
-		       false);
-	render_counter(b, ing, "mam_ingest_files_catalogued_total", "New assets recorded.",
-		       offsetof(struct folder_stats, catalogued), false);
-	render_counter(b, ing, "mam_ingest_files_known_total",
-		       "Finished files already in the ledger (not recorded again).",
-		       offsetof(struct folder_stats, already), false);
-	render_counter(b, ing, "mam_ingest_files_duplicate_total",
-		       "Files skipped or quarantined as duplicates.",
-		       offsetof(struct folder_stats, duplicates), false);
-	render_counter(b, ing, "mam_ingest_files_failed_total", "Catalogue failures.",
-		       offsetof(struct folder_stats, failed), false);
-	render_counter(b, ing, "mam_ingest_files_quarantined_total", "Files quarantined.",
-		       offsetof(struct folder_stats, quarantined), false);
-	render_counter(b, ing, "mam_ingest_bytes_hashed_total", "Bytes hashed.",
-		       offsetof(struct folder_stats, bytes_hashed), false);
-	render_counter(b, ing, "mam_ingest_hash_seconds_total", "Seconds spent hashing.",
-		       offsetof(struct folder_stats, hash_seconds), true);
-	mbuf_printf(b, "# HELP mam_ingest_files_held Files held (over quota or to retry).\n"
-		       "# TYPE mam_ingest_files_held gauge\n");
-	for (i = 0; i < ing->n_fstats; i++) {
-		mbuf_printf(b, "mam_ingest_files_held{");
-		folder_labels(b, ing->fstats[i]);
-		mbuf_printf(b, "} %u\n", ing->fstats[i]->held);
-	}
-	mbuf_printf(b, "# HELP mam_ingest_folder_owned 1 when this node ingests the folder "
-		       "(holds its advisory lock, or folder_locks is off).\n"
-		       "# TYPE mam_ingest_folder_owned gauge\n");
-	for (i = 0; i < ing->n_fstats; i++) {
-		if (!ing->fstats[i]->folder)
-			continue;
-		mbuf_printf(b, "mam_ingest_folder_owned{");
-		folder_labels(b, ing->fstats[i]);
-		mbuf_printf(b, "} %d\n", ing->fstats[i]->owned ? 1 : 0);
-	}
-	render_folder_watch(b, ing);
 	if (ing->watcher)
-		watcher_get_stats(ing->watcher, &ws);
-	mbuf_printf(
-		b,
-		"# TYPE mam_ingest_inotify_overflows_total counter\n"
-		"mam_ingest_inotify_overflows_total %llu\n"
-		"# TYPE mam_ingest_rescans_total counter\nmam_ingest_rescans_total %llu\n"
-		"# TYPE mam_ingest_watches gauge\nmam_ingest_watches %llu\n"
-		"# TYPE mam_ingest_files_tracked gauge\nmam_ingest_files_tracked %llu\n"
-		"# TYPE mam_ingest_files_settling gauge\nmam_ingest_files_settling %llu\n"
-		"# TYPE mam_ingest_files_in_pipeline gauge\nmam_ingest_files_in_pipeline %u\n"
-		"# TYPE mam_ingest_files_waiting_for_database gauge\n"
-		"mam_ingest_files_waiting_for_database %u\n"
-		"# TYPE mam_ingest_database_connected gauge\nmam_ingest_database_connected %d\n",
-		(unsigned long long)ws.overflows, (unsigned long long)ws.rescans,
-		(unsigned long long)ws.watches, (unsigned long long)ws.tracked,
-		(unsigned long long)ws.settling, ing->n_files,
-		ing->catalog ? catalog_held(ing->catalog) : 0,
-		ing->db && db_state(ing->db) == DB_READY);
-	mbuf_printf(b, "# HELP mam_ingest_finished_to_committed_seconds Latency from finished to "
-		       "committed.\n# TYPE mam_ingest_finished_to_committed_seconds histogram\n");
-	histogram_render(b, "mam_ingest_finished_to_committed_seconds", "", &ing->latency);
-	if (ing->catalog) {
-		const struct catalog_stats *cs = catalog_get_stats(ing->catalog);
+		watcher_get_stats(ing->watcher, &st);
+	for (i = 0; i < ing->n_known; i++)
+		if (!ing->known[i].done)
+			return;
+	/*
+	 * The sets are for the files the first scans find: once those scans are
+	 * merged and nothing settles or is in flight, every such file was
+	 * answered, and a file that arrives later is looked up as it always was.
+	 */
+	if ((st.scanning || st.settling || ing->n_files) && ++ing->known_sweeps < KNOWN_SWEEPS_MAX)
+		return;
+	ingest_known_free(ing);
+	uv_timer_stop(t);
+	/* The scans' listings and the sets are gone: give the pages back. */
+	malloc_trim(0);
+}
 
-		mbuf_printf(b, "# HELP mam_ingest_batch_files Files per catalogue transaction.\n"
-			       "# TYPE mam_ingest_batch_files histogram\n");
-		histogram_render(b, "mam_ingest_batch_files", "", &cs->batch_files);
-		mbuf_printf(b, "# HELP mam_ingest_batch_commit_seconds From sending a catalogue "
-			       "batch to its committed answer.\n"
-			       "# TYPE mam_ingest_batch_commit_seconds histogram\n");
-		histogram_render(b, "mam_ingest_batch_commit_seconds", "", &cs->batch_seconds);
+static void known_timer_cb(uv_timer_t *t)
+{
+	struct ingest *ing = container_of(t, struct ingest, known_timer);
+
+	log_warnx("ingest",
+		  "the files already catalogued were not read within %d ms; "
+		  "scanning anyway (unknown ones are looked up)",
+		  KNOWN_WAIT_MS);
+	ingest_known_ready(ing);
+}
+
+void ingest_known_ready(struct ingest *ing)
+{
+	if (ing->stopping)
+		return;
+	if (ing->known_gate) {
+		ing->known_gate = false;
+		start_watching(ing);
 	}
+	if (ing->known)
+		uv_timer_start(&ing->known_timer, known_sweep_cb, KNOWN_SWEEP_MS, KNOWN_SWEEP_MS);
+	else
+		uv_timer_stop(&ing->known_timer);
 }
 
 static int ingest_setup(struct ingest *ing)
@@ -675,6 +572,7 @@ static int ingest_setup(struct ingest *ing)
 	struct watcher_opts wopts = {
 		.oneshot = ing->opts->oneshot,
 		.report_settling = ing->opts->oneshot && ing->opts->dry_run,
+		.known = ingest_file_known,
 	};
 	bool need_db = !ing->opts->no_db && !ing->opts->dry_run;
 	char appname[64];
@@ -713,8 +611,8 @@ static int ingest_setup(struct ingest *ing)
 	}
 	if (ing->cfg->metrics_listen && ing->cfg->metrics_listen[0] && !ing->opts->oneshot &&
 	    !ing->opts->no_db) {
-		rc = metrics_start(&ing->loop, ing->cfg->metrics_listen, render_metrics,
-				   health_check, ing, &ing->metrics);
+		rc = metrics_start(&ing->loop, ing->cfg->metrics_listen, ingest_render_metrics,
+				   ingest_health_check, ing, &ing->metrics);
 		if (rc != 0)
 			return rc;
 	}
@@ -725,6 +623,18 @@ static int ingest_setup(struct ingest *ing)
 	/* `scan` with folder locks starts its pass once it knows what it owns. */
 	if (ing->opts->oneshot && ing->owner)
 		return 0;
+	/*
+	 * `run` reads the ledger's known files before its first scan, so the
+	 * files catalogued before this start are recognised as the scan finds
+	 * them (see ingest_known_load), not each looked up. The wait is bounded:
+	 * past KNOWN_WAIT_MS, or without a database, it scans anyway and what is
+	 * not known yet is looked up as before.
+	 */
+	if (ing->db && !ing->opts->oneshot) {
+		ing->known_gate = true;
+		uv_timer_start(&ing->known_timer, known_timer_cb, KNOWN_WAIT_MS, 0);
+		return 0;
+	}
 	ing->watcher_started = true;
 	rc = watcher_start(ing->watcher);
 	if (rc != 0) {
@@ -752,6 +662,7 @@ int ingest_main(const struct config *cfg, const struct ingest_opts *opts)
 	uv_timer_init(&ing->loop, &ing->maint);
 	uv_timer_init(&ing->loop, &ing->stop_timer);
 	uv_timer_init(&ing->loop, &ing->progress);
+	uv_timer_init(&ing->loop, &ing->known_timer);
 	uv_signal_init(&ing->loop, &ing->sigterm);
 	uv_signal_init(&ing->loop, &ing->sigint);
 	uv_signal_init(&ing->loop, &ing->sighup);
@@ -785,6 +696,7 @@ int ingest_main(const struct config *cfg, const struct ingest_opts *opts)
 			 (unsigned long long)ing->n_hashed, (unsigned long long)ing->n_ingested,
 			 (unsigned long long)ing->n_already, (unsigned long long)ing->n_failed);
 	ingest_free_files(ing);
+	ingest_known_free(ing);
 	for (size_t i = 0; i < ing->n_fstats; i++) {
 		free(ing->fstats[i]->tenant);
 		free(ing->fstats[i]->path);

@@ -50,6 +50,19 @@ struct infile {
 	struct infile **pprev;
 };
 
+/*
+ * A drop folder's fingerprints of the files the ledger has (known.h), read in
+ * pages at start so the first scan's already-catalogued files are recognised
+ * without a lookup each. Matched by tenant code and path, which a reload keeps.
+ */
+struct known_folder {
+	struct ingest *ing;
+	char *tenant, *path;
+	struct known *set; /* NULL when it could not be read (files take lookups) */
+	int64_t after;	   /* last ledger id read */
+	bool done;	   /* every page read, or given up */
+};
+
 /* Per drop folder counters for /metrics. */
 struct folder_stats {
 	const struct folder_cfg *folder; /* in the current config; NULL once removed by a reload */
@@ -95,7 +108,13 @@ struct ingest {
 	unsigned gen;		 /* config generation: bumped by every reload */
 	struct config **retired; /* configs replaced by reloads, freed at exit */
 	size_t n_retired;
-	struct config *owned_cfg; /* the current config when a reload loaded it */
+	struct config *owned_cfg;   /* the current config when a reload loaded it */
+	struct known_folder *known; /* n_known, one per folder at start; NULL once freed */
+	size_t n_known;
+	bool known_requested;	/* the known files were asked for (first READY) */
+	bool known_gate;	/* `run` waits for them before its first scan */
+	uv_timer_t known_timer; /* bounds that wait; then frees the sets once idle */
+	unsigned known_sweeps;	/* looks for idle so far */
 };
 
 #define MAX_CATALOG_ATTEMPTS 3
@@ -108,10 +127,22 @@ void ingest_retry_held(struct ingest *ing);
 void ingest_confirm_move(struct ingest *ing, const char *asset_id);
 struct folder_stats *ingest_folder_stats(struct ingest *ing, const struct folder_cfg *folder);
 void ingest_free_files(struct ingest *ing);
+/* Read every folder's known files (first DB_READY); ingest_known_ready() when done. */
+void ingest_known_load(struct ingest *ing);
+void ingest_known_free(struct ingest *ing);
+/* watcher_opts.known: arg is the struct ingest. */
+bool ingest_file_known(const struct folder_cfg *folder, const char *relpath,
+		       const struct file_id *id, void *arg);
 
 /* daemon.c */
 void ingest_maybe_finish(struct ingest *ing);
 /* A file entered the pipeline: start progress reporting when a backlog builds up. */
 void ingest_backlog_check(struct ingest *ing);
+/* Every folder's known files were read (or could not be). */
+void ingest_known_ready(struct ingest *ing);
+
+/* daemon_metrics.c: metrics_render_cb and metrics_health_cb; arg is the ingest. */
+void ingest_render_metrics(struct mbuf *b, void *arg);
+bool ingest_health_check(char *reason, size_t sz, void *arg);
 
 #endif

@@ -12,6 +12,13 @@
  * fstatat(AT_SYMLINK_NOFOLLOW) and never opens anything but directories, so
  * FIFOs and devices cannot block it and symlinks are never followed.
  *
+ * A walk hands its listing to the loop in windows of about SCAN_WINDOW files
+ * (whole directories): the loop merges one window while nothing else of the
+ * walk is held, then queues the walk again where it stopped, so a scan of
+ * 100,000 files never holds 100,000 listed names at once (the restart
+ * benchmark's peak memory). Entries the walk did not see are forgotten only
+ * after the last window.
+ *
  * At most one scan per folder runs at a time; requests that arrive meanwhile
  * are coalesced (a full rescan swallows pending subdirectory scans). Polled
  * folders (network filesystems, mode: poll, or no inotify watch left) rescan
@@ -32,6 +39,9 @@
 #include "log.h"
 #include "util.h"
 #include "watch_int.h"
+
+/* Files listed per window (a directory is never split). */
+#define SCAN_WINDOW 2048
 
 struct scan_item {
 	char *rel;
@@ -54,6 +64,11 @@ struct scan_job {
 	int ifd;	/* add watches when >= 0 */
 	int64_t now_ns; /* oneshot: wall clock of the pass */
 	uint32_t gen;
+	/* the walk, kept between windows */
+	char **stack; /* directories still to list */
+	size_t n_stack, cap_stack;
+	bool started;	  /* the roots were put on the stack */
+	unsigned windows; /* windows merged so far */
 	/* results */
 	struct scan_item *items;
 	size_t n_items, cap_items;
@@ -247,24 +262,26 @@ static void scan_one_dir(struct scan_job *j, const char *rel, char ***stack, siz
 static void scan_work(uv_work_t *req)
 {
 	struct scan_job *j = container_of(req, struct scan_job, req);
-	char **stack = NULL;
-	size_t n = 0, cap = 0, i;
+	size_t i;
 
-	for (i = 0; i < j->n_roots; i++)
-		if (push_str(&stack, &n, &cap, j->roots[i]) < 0)
-			j->skipped++;
-	while (n > 0) {
-		char *rel = stack[--n];
+	if (!j->started) {
+		j->started = true;
+		for (i = 0; i < j->n_roots; i++)
+			if (push_str(&j->stack, &j->n_stack, &j->cap_stack, j->roots[i]) < 0)
+				j->skipped++;
+	}
+	while (j->n_stack > 0 && j->n_items < SCAN_WINDOW) {
+		char *rel = j->stack[--j->n_stack];
 
-		scan_one_dir(j, rel, &stack, &n, &cap);
+		scan_one_dir(j, rel, &j->stack, &j->n_stack, &j->cap_stack);
 		free(rel);
 	}
-	free(stack);
 }
 
 /* --- after the walk (loop thread) ---------------------------------------- */
 
-static void job_free(struct scan_job *j)
+/* Forget one window's listing (the walk itself stays). */
+static void job_clear_window(struct scan_job *j)
 {
 	size_t i;
 
@@ -274,11 +291,24 @@ static void job_free(struct scan_job *j)
 	}
 	for (i = 0; i < j->n_dirs; i++)
 		free(j->dirs[i].rel);
-	for (i = 0; i < j->n_roots; i++)
-		free(j->roots[i]);
-	free(j->dir_err_rel);
 	free(j->items);
 	free(j->dirs);
+	j->items = NULL;
+	j->dirs = NULL;
+	j->n_items = j->cap_items = j->n_dirs = j->cap_dirs = 0;
+}
+
+static void job_free(struct scan_job *j)
+{
+	size_t i;
+
+	job_clear_window(j);
+	for (i = 0; i < j->n_roots; i++)
+		free(j->roots[i]);
+	for (i = 0; i < j->n_stack; i++)
+		free(j->stack[i]);
+	free(j->stack);
+	free(j->dir_err_rel);
 	free(j->roots);
 	free(j);
 }
@@ -308,7 +338,7 @@ static bool under_roots(const struct scan_job *j, const char *rel)
 	return false;
 }
 
-static void merge(struct watcher *w, struct wfolder *f, struct scan_job *j)
+static void merge_items(struct watcher *w, struct wfolder *f, struct scan_job *j)
 {
 	int64_t now = (int64_t)uv_now(w->loop), wall;
 	int sms = f->cfg->settle_ms;
@@ -329,6 +359,15 @@ static void merge(struct watcher *w, struct wfolder *f, struct scan_job *j)
 				log_error("watcher", "out of memory tracking a file");
 				break;
 			}
+			e->gen = j->gen;
+			if (w->opts.known && w->opts.known(f->cfg, it->rel, &it->id, w->arg)) {
+				settle_step(&e->st, SETTLE_EV_FOUND, &it->id, now, sms, it->rel);
+				settle_step(&e->st, SETTLE_EV_REPORTED, NULL, now, sms, it->rel);
+				w->stats.finished++;
+				/* Last: the owner's callback may change the table. */
+				watch_emit(w, WATCHER_FINISHED, f, it->rel, &it->id, NULL);
+				continue;
+			}
 			/*
 			 * On a local filesystem ctime cannot be set back, so a file
 			 * untouched for settle_ms already is credited with that age
@@ -345,7 +384,14 @@ static void merge(struct watcher *w, struct wfolder *f, struct scan_job *j)
 		e->gen = j->gen;
 		watch_entry_sync(w, e);
 	}
-	/* Entries the walk did not see: gone, unless created since (lstat says). */
+}
+
+/* After the last window: entries the walk did not see are gone, unless
+ * created since (lstat says). */
+static void merge_unseen(struct watcher *w, struct wfolder *f, struct scan_job *j)
+{
+	size_t i;
+
 	for (i = 0; i < w->nbuckets; i++) {
 		struct wentry *e = w->buckets[i], *next;
 		struct stat st;
@@ -378,18 +424,20 @@ static void remap_dev(struct watcher *w, struct wfolder *f, uint64_t from, uint6
 }
 
 static void scan_next(struct wfolder *f);
+static void scan_done(uv_work_t *req, int status);
 
 static void poll_cb(uv_timer_t *t)
 {
 	watch_scan_request(container_of(t, struct wfolder, timer), NULL);
 }
 
-static void oneshot_done(struct watcher *w, struct wfolder *f, struct scan_job *j)
+/* oneshot: report one window's files; last: the walk is over. */
+static void oneshot_done(struct watcher *w, struct wfolder *f, struct scan_job *j, bool last)
 {
 	char esc[LOG_ESC_MAX];
 	size_t i;
 
-	if (j->root_err)
+	if (j->root_err && j->windows == 0)
 		log_warnx("watcher", "could not scan drop folder \"%s\" of tenant %s: %s",
 			  watch_esc(f->cfg->path, esc), f->cfg->tenant->code,
 			  strerror(j->root_err));
@@ -404,8 +452,43 @@ static void oneshot_done(struct watcher *w, struct wfolder *f, struct scan_job *
 			watch_emit(w, WATCHER_SETTLING, f, it->rel, &it->id, it->reason);
 		}
 	}
-	if (--w->oneshot_left == 0 && !w->closing)
+	if (last && --w->oneshot_left == 0 && !w->closing)
 		watch_emit(w, WATCHER_SCAN_DONE, NULL, NULL, NULL, NULL);
+}
+
+/* Queue the rest of the walk; false when it cannot be (the scan ends). */
+static bool job_continue(struct watcher *w, struct wfolder *f, struct scan_job *j)
+{
+	job_clear_window(j);
+	j->windows++;
+	if (uv_queue_work(w->loop, &j->req, scan_work, scan_done) < 0)
+		return false;
+	w->jobs++;
+	f->job = j;
+	return true;
+}
+
+/* The first window of a full scan read the root: checks that stop the scan. */
+static bool root_checks(struct watcher *w, struct wfolder *f, struct scan_job *j)
+{
+	uint64_t dev = (uint64_t)j->root_st.st_dev, ino = (uint64_t)j->root_st.st_ino;
+
+	if (j->root_err) {
+		job_drop_watches(w, j);
+		watch_folder_pause(f, PAUSE_GONE, strerror(j->root_err));
+		return false;
+	}
+	if (f->scanned && !f->resume_pending && (dev != f->dev || ino != f->ino)) {
+		job_drop_watches(w, j);
+		watch_root_changed(f, j->root_mount);
+		return false;
+	}
+	if (f->resume_pending && f->dev && dev != f->dev)
+		remap_dev(w, f, f->dev, dev);
+	f->dev = dev;
+	f->ino = ino;
+	f->mount_root = j->root_mount;
+	return true;
 }
 
 static void scan_done(uv_work_t *req, int status)
@@ -413,6 +496,7 @@ static void scan_done(uv_work_t *req, int status)
 	struct scan_job *j = container_of(req, struct scan_job, req);
 	struct wfolder *f = j->f;
 	struct watcher *w = f->w;
+	bool last = j->n_stack == 0;
 	char esc[LOG_ESC_MAX];
 	size_t i;
 
@@ -424,7 +508,11 @@ static void scan_done(uv_work_t *req, int status)
 		return;
 	}
 	if (j->oneshot) {
-		oneshot_done(w, f, j);
+		oneshot_done(w, f, j, last);
+		if (!last && job_continue(w, f, j))
+			return;
+		if (!last) /* could not go on: what was reported stands */
+			oneshot_done(w, f, j, true);
 		job_free(j);
 		scan_next(f); /* a tenant re-activated meanwhile wants its pass */
 		return;
@@ -434,12 +522,12 @@ static void scan_done(uv_work_t *req, int status)
 		job_free(j);
 		return;
 	}
-	if (j->skipped)
+	if (last && j->skipped)
 		log_warnx("watcher",
 			  "scan of \"%s\" skipped %zu entries (path too long or out of "
 			  "memory)",
 			  watch_esc(f->cfg->path, esc), j->skipped);
-	if (j->dir_err) {
+	if (last && j->dir_err) {
 		char rel[LOG_ESC_MAX];
 
 		log_warnx("watcher", "could not read directory \"%s/%s\" of tenant %s: %s",
@@ -447,9 +535,8 @@ static void scan_done(uv_work_t *req, int status)
 			  j->dir_err_rel ? watch_esc(j->dir_err_rel, rel) : "?",
 			  f->cfg->tenant->code, strerror(j->dir_err));
 	}
-	if (j->full && j->root_err) {
-		job_drop_watches(w, j);
-		watch_folder_pause(f, PAUSE_GONE, strerror(j->root_err));
+	if (j->full && j->windows == 0 && j->root_err) {
+		root_checks(w, f, j);
 		job_free(j);
 		return;
 	}
@@ -458,20 +545,9 @@ static void scan_done(uv_work_t *req, int status)
 		job_free(j);
 		return;
 	}
-	if (j->full) {
-		uint64_t dev = (uint64_t)j->root_st.st_dev, ino = (uint64_t)j->root_st.st_ino;
-
-		if (f->scanned && !f->resume_pending && (dev != f->dev || ino != f->ino)) {
-			job_drop_watches(w, j);
-			watch_root_changed(f, j->root_mount);
-			job_free(j);
-			return;
-		}
-		if (f->resume_pending && f->dev && dev != f->dev)
-			remap_dev(w, f, f->dev, dev);
-		f->dev = dev;
-		f->ino = ino;
-		f->mount_root = j->root_mount;
+	if (j->full && j->windows == 0 && !root_checks(w, f, j)) {
+		job_free(j);
+		return;
 	}
 	if (j->enospc && f->mode == WATCH_EVENTS) {
 		log_warnx("watcher",
@@ -483,12 +559,31 @@ static void scan_done(uv_work_t *req, int status)
 		f->mode = WATCH_POLL;
 		job_drop_watches(w, j);
 		watch_wdir_drop(w, f->idx, NULL, true);
-	} else {
+	} else if (f->mode == WATCH_EVENTS) {
 		for (i = 0; i < j->n_dirs; i++)
 			if (watch_wdir_add(w, j->dirs[i].wd, f->idx, j->dirs[i].rel) < 0)
 				inotify_rm_watch(w->ifd, j->dirs[i].wd);
+	} else {
+		/* Polling since an earlier window: its watches are not wanted. */
+		job_drop_watches(w, j);
 	}
-	merge(w, f, j);
+	/* The rest of the walk (if any) adds no watches in poll mode. */
+	if (f->mode != WATCH_EVENTS)
+		j->ifd = -1;
+	merge_items(w, f, j);
+	if (!last) {
+		if (job_continue(w, f, j))
+			return;
+		/* Without the rest of the walk, "not seen" means nothing: keep
+		 * every entry and scan again from scratch. */
+		log_error("watcher", "could not continue a scan of \"%s\"",
+			  watch_esc(f->cfg->path, esc));
+		f->want_full = true;
+		job_free(j);
+		scan_next(f);
+		return;
+	}
+	merge_unseen(w, f, j);
 	if (j->full) {
 		f->scanned = true;
 		if (f->resume_pending) {

@@ -487,6 +487,7 @@ void watcher_get_stats(const struct watcher *w, struct watcher_stats *st)
 	st->watches = w->nwdirs;
 	st->tracked = w->nentries;
 	st->settling = w->nsettling;
+	st->scanning = w->jobs;
 }
 
 void watcher_get_folder_stats(const struct watcher *w, const struct folder_cfg *folder,

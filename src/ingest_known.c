@@ -1,0 +1,186 @@
+/*
+ * ingest_known: the files a drop folder already has in the ledger, read at
+ * start. On the first connection each folder that leaves its files in place
+ * gets its known identities in pages (mam_ingest_known, sql/007) into a
+ * compact set (known.c); while the sets exist, a finished file found in one
+ * is "already catalogued" without an infile or a lookup of its own, which
+ * is what makes a restart over 100,000 catalogued files cheap. The sets only
+ * ever answer "known" for files the ledger has; anything else (a set that
+ * could not be read, a file catalogued since) takes the per-file lookup.
+ * daemon.c gates the first scan on them and frees them once idle.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "db.h"
+#include "ingest_int.h"
+#include "known.h"
+#include "log.h"
+
+/* Fingerprints per page: 16 bytes each, 512 KiB of hex in one result. */
+#define KNOWN_PAGE 16384
+
+static void known_page_cb(int status, int64_t last_id, int n, const char *hex, void *arg);
+
+/* A page's answer: one row of last_id, n, fingerprints (bytea as hex). */
+static void known_result(PGresult *res, const char *error, void *arg)
+{
+	if (error || !res || PQntuples(res) != 1 || PQnfields(res) != 3) {
+		if (error)
+			log_warnx("ingest", "could not read the known files: %s", error);
+		known_page_cb(-EIO, 0, 0, NULL, arg);
+		return;
+	}
+	known_page_cb(0, strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+		      (int)strtol(PQgetvalue(res, 0, 1), NULL, 10), PQgetvalue(res, 0, 2), arg);
+}
+
+static void known_next(struct known_folder *kf)
+{
+	const struct folder_cfg *folder = NULL;
+	struct ingest *ing = kf->ing;
+	char after[32], limit[16];
+	size_t t, i;
+	int rc = -ENOENT;
+
+	/* The folder as the current config has it (a reload may have come between). */
+	for (t = 0; t < ing->cfg->n_tenants && !folder; t++)
+		for (i = 0; i < ing->cfg->tenants[t].n_folders; i++)
+			if (strcmp(ing->cfg->tenants[t].code, kf->tenant) == 0 &&
+			    strcmp(ing->cfg->tenants[t].folders[i].path, kf->path) == 0)
+				folder = &ing->cfg->tenants[t].folders[i];
+	if (folder && ing->db) {
+		const char *params[4] = {folder->tenant->code, folder->path, after, limit};
+
+		snprintf(after, sizeof after, "%lld", (long long)kf->after);
+		snprintf(limit, sizeof limit, "%d", KNOWN_PAGE);
+		/* A statement of its own, straight to db.c: not a catalogue batch. */
+		rc = db_state(ing->db) != DB_READY
+			     ? -ENOTCONN
+			     : db_exec(ing->db,
+				       "SELECT last_id, n, fingerprints FROM "
+				       "mam_ingest_known($1, $2, $3::bigint, $4::int)",
+				       4, params, known_result, kf);
+	}
+	if (rc != 0)
+		known_page_cb(rc, 0, 0, NULL, kf);
+}
+
+static void known_page_cb(int status, int64_t last_id, int n, const char *hex, void *arg)
+{
+	struct known_folder *kf = arg;
+	struct ingest *ing = kf->ing;
+	size_t i;
+	int rc = status;
+
+	if (ing->stopping || !ing->known)
+		return;
+	if (rc == 0)
+		rc = known_add_hex(kf->set, hex);
+	if (rc != 0) {
+		/* Partial sets would still be right about what they hold, but one that
+		 * could not be read whole is dropped: its files take lookups. */
+		log_warnx("ingest",
+			  "%s \"%s\": could not read the files already catalogued (%s); "
+			  "each is looked up instead",
+			  kf->tenant, kf->path, strerror(-rc));
+		known_free(kf->set);
+		kf->set = NULL;
+		kf->done = true;
+	} else if (n < KNOWN_PAGE) {
+		kf->done = true;
+		log_info("ingest", "%s \"%s\": %zu files already catalogued", kf->tenant, kf->path,
+			 known_count(kf->set));
+	} else {
+		kf->after = last_id;
+		known_next(kf);
+		return;
+	}
+	for (i = 0; i < ing->n_known; i++)
+		if (!ing->known[i].done)
+			return;
+	ingest_known_ready(ing);
+}
+
+void ingest_known_load(struct ingest *ing)
+{
+	size_t t, i, n = 0;
+
+	for (t = 0; t < ing->cfg->n_tenants; t++)
+		n += ing->cfg->tenants[t].n_folders;
+	ing->known = calloc(n ? n : 1, sizeof *ing->known);
+	if (!ing->known) {
+		ingest_known_ready(ing);
+		return;
+	}
+	for (t = 0; t < ing->cfg->n_tenants; t++) {
+		for (i = 0; i < ing->cfg->tenants[t].n_folders; i++) {
+			struct known_folder *kf = &ing->known[ing->n_known++];
+
+			kf->ing = ing;
+			kf->tenant = strdup(ing->cfg->tenants[t].code);
+			kf->path = strdup(ing->cfg->tenants[t].folders[i].path);
+			/* A folder that moves or deletes what it catalogued finds
+			 * none of it again: its ledger is history, which may be far
+			 * larger than the folder, so it is not read (the few files
+			 * left behind, skipped duplicates, take lookups). */
+			if (ing->cfg->tenants[t].folders[i].after != AFTER_LEAVE) {
+				kf->done = true;
+				continue;
+			}
+			if (!kf->tenant || !kf->path || known_create(&kf->set) != 0) {
+				log_warnx("ingest", "out of memory for the files already "
+						    "catalogued; each is looked up instead");
+				kf->done = true;
+			}
+		}
+	}
+	if (n == 0) {
+		ingest_known_ready(ing);
+		return;
+	}
+	/* Issued after the loop: a page may answer (and fail) at once. */
+	for (i = 0; i < ing->n_known; i++)
+		if (!ing->known[i].done)
+			known_next(&ing->known[i]);
+	/* Every folder may have been settled without a page. */
+	for (i = 0; i < ing->n_known && ing->known[i].done; i++)
+		;
+	if (i == ing->n_known)
+		ingest_known_ready(ing);
+}
+
+void ingest_known_free(struct ingest *ing)
+{
+	size_t i;
+
+	for (i = 0; i < ing->n_known; i++) {
+		free(ing->known[i].tenant);
+		free(ing->known[i].path);
+		known_free(ing->known[i].set);
+	}
+	free(ing->known);
+	ing->known = NULL;
+	ing->n_known = 0;
+}
+
+/* Is this exact file (path and identity, st_dev aside) in the ledger's set? */
+bool ingest_file_known(const struct folder_cfg *folder, const char *relpath,
+		       const struct file_id *id, void *arg)
+{
+	struct ingest *ing = arg;
+	size_t i;
+
+	for (i = 0; i < ing->n_known; i++) {
+		struct known_folder *kf = &ing->known[i];
+
+		if (kf->set && strcmp(kf->path, folder->path) == 0 &&
+		    strcmp(kf->tenant, folder->tenant->code) == 0)
+			return known_has(kf->set, relpath, id);
+	}
+	return false;
+}
