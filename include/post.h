@@ -16,6 +16,7 @@ struct post_result {
 	int status;	       /* 0 or -errno */
 	char error[256];       /* names the path and the failing call */
 	char final_path[4096]; /* where the file is now (POST_MOVE/QUARANTINE) */
+	char warning[256];     /* status 0, but a step after the action failed (names it) */
 };
 
 typedef void (*post_cb)(const struct post_result *res, void *arg);
@@ -28,7 +29,8 @@ typedef void (*post_cb)(const struct post_result *res, void *arg);
  * POST_DELETE: unlink src (dst NULL).
  * POST_QUARANTINE: move src into the directory dst, under its own name (a
  *   numeric suffix when taken), and write <name>.reason.json holding reason
- *   (a JSON object text the caller built).
+ *   (a JSON object text the caller built). The move is the action: when only
+ *   the reason file cannot be written, the status is 0 and warning says why.
  */
 int post_submit(uv_loop_t *loop, enum post_action action, const char *src, const char *dst,
 		const char *expect_sha256, const char *reason_json, post_cb cb, void *arg)

@@ -127,8 +127,9 @@ static void quarantine_cb(const struct post_result *res, void *arg)
 
 	if (res->status == 0) {
 		f->stats->quarantined++;
-		log_warnx("ingest", "%s \"%s\": quarantined to \"%s\"", f->folder->tenant->code,
-			  log_escape(f->relpath, esc, sizeof esc), res->final_path);
+		log_warnx("ingest", "%s \"%s\": quarantined to \"%s\"%s%s", f->folder->tenant->code,
+			  log_escape(f->relpath, esc, sizeof esc), res->final_path,
+			  res->warning[0] ? ", without its reason file: " : "", res->warning);
 		file_forget(f);
 	} else {
 		log_error("ingest", "%s \"%s\": could not quarantine: %s", f->folder->tenant->code,

@@ -379,7 +379,7 @@ static int write_file_atomic(const char *dir, const char *path, const char *text
 		return set_err(res, -ENAMETOOLONG, "path too long: \"%s\"", esc(path, e));
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
-		return set_err(res, -errno, "could not create file in \"%s\": %s", esc(dir, e),
+		return set_err(res, -errno, "could not create \"%s\": %s", esc(path, e),
 			       strerror(errno));
 	rc = write_all(fd, (const unsigned char *)text, strlen(text));
 	if (rc == 0 && fsync(fd) != 0)
@@ -445,7 +445,15 @@ static int quarantine(const char *src, const char *qdir, const char *reason,
 		}
 		if (rc != 0)
 			return rc;
-		return write_file_atomic(qdir, rpath, reason ? reason : "{}", res);
+		if (write_file_atomic(qdir, rpath, reason ? reason : "{}", res) != 0) {
+			/* The file is out of the drop folder and in quarantine: the
+			 * action is done. Failing it would tell the caller the file is
+			 * still where it was; the missing reason file is said instead. */
+			snprintf(res->warning, sizeof(res->warning), "%s", res->error);
+			res->status = 0;
+			res->error[0] = '\0';
+		}
+		return 0;
 	}
 	return set_err(res, -EEXIST, "no free name for \"%s\" in \"%s\"", esc(src, e), qdir);
 }

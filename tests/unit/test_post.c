@@ -346,6 +346,43 @@ static void test_quarantine(void **state)
 	}
 }
 
+/* The file moved into quarantine but its reason file cannot be written (no
+ * inode left on the filesystem: the rename needs none, the reason file one):
+ * the quarantine is done, status 0, and the warning says what is missing. */
+static void test_quarantine_without_reason(void **state)
+{
+	char mnt[PATH_MAX], src[PATH_MAX], q[PATH_MAX], p[PATH_MAX];
+	struct post_result r;
+	int rc, left;
+
+	(void)state;
+	mkdir(P(mnt, root, "inodes"), 0755);
+	/* Three inodes: the root, the quarantine folder and the file. */
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m,nr_inodes=3") != 0) {
+		print_message("cannot mount a tmpfs (%s): case skipped\n", strerror(errno));
+		skip();
+	}
+	/* Nothing between mount and umount may fail an assertion. */
+	mkdir(P(q, mnt, "q"), 0700);
+	make_file(P(src, mnt, "bad.mov"), 100, 17);
+	rc = post_run(POST_QUARANTINE, src, q, NULL, "{\"reason\":\"x\"}", &r);
+	left = exists(src);
+	P(p, q, "bad.mov");
+	int moved = exists(p);
+	int entries = count_entries(q);
+
+	umount2(mnt, MNT_DETACH);
+	assert_int_equal(rc, 0);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.error, "");
+	assert_string_equal(r.final_path, p);
+	assert_false(left);
+	assert_true(moved);
+	assert_int_equal(entries, 1); /* the file, no reason file, no temp */
+	assert_non_null(strstr(r.warning, "bad.mov.reason.json"));
+	assert_non_null(strstr(r.warning, "No space left"));
+}
+
 struct done {
 	int calls;
 	struct post_result res;
@@ -446,6 +483,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_move_enospc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quarantine, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quarantine_without_reason, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_async, setup, teardown),
 		cmocka_unit_test(test_template),
 	};
