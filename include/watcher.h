@@ -35,6 +35,7 @@ struct watch_file {
 	const char *abspath; /* folder->path + "/" + relpath */
 	struct file_id id;   /* identity when it was found finished */
 	const char *reason;  /* WATCHER_SETTLING: why it is not finished yet */
+	bool known;	     /* WATCHER_FINISHED: opts.known already said yes */
 };
 
 typedef void (*watcher_cb)(struct watcher *w, enum watcher_event ev, const struct watch_file *f,

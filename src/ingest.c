@@ -535,7 +535,7 @@ void ingest_watcher_event(struct watcher *w, enum watcher_event ev, const struct
 		}
 		if (ing->stopping)
 			return;
-		if (ingest_file_known(wf->folder, wf->relpath, &wf->id, ing)) {
+		if (wf->known || ingest_file_known(wf->folder, wf->relpath, &wf->id, ing)) {
 			/* What the lookup would have said, without an infile or a
 			 * round trip: a restart over 100,000 catalogued files holds
 			 * no more than the watcher's table. */

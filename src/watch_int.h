@@ -156,6 +156,10 @@ void watch_file_event(struct watcher *w, struct wfolder *f, const char *relpath,
 void watch_marker_seen(struct watcher *w, struct wfolder *f, const char *relpath);
 void watch_emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, const char *relpath,
 		const struct file_id *id, const char *reason);
+/* A file a scan found that opts.known says the ledger has: WATCHER_FINISHED
+ * with watch_file.known set, so the owner need not ask again. */
+void watch_emit_known(struct watcher *w, struct wfolder *f, const char *relpath,
+		      const struct file_id *id);
 void watch_maybe_freed(struct watcher *w);
 const char *watch_esc(const char *s, char *buf);
 

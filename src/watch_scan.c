@@ -365,7 +365,7 @@ static void merge_items(struct watcher *w, struct wfolder *f, struct scan_job *j
 				settle_step(&e->st, SETTLE_EV_REPORTED, NULL, now, sms, it->rel);
 				w->stats.finished++;
 				/* Last: the owner's callback may change the table. */
-				watch_emit(w, WATCHER_FINISHED, f, it->rel, &it->id, NULL);
+				watch_emit_known(w, f, it->rel, &it->id);
 				continue;
 			}
 			/*

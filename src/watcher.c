@@ -240,10 +240,10 @@ void watch_marker_seen(struct watcher *w, struct wfolder *f, const char *relpath
 	}
 }
 
-void watch_emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, const char *relpath,
-		const struct file_id *id, const char *reason)
+static void emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, const char *relpath,
+		 const struct file_id *id, const char *reason, bool known)
 {
-	struct watch_file wf = {.folder = f ? f->cfg : NULL, .reason = reason};
+	struct watch_file wf = {.folder = f ? f->cfg : NULL, .reason = reason, .known = known};
 
 	if (relpath) {
 		snprintf(w->rbuf, sizeof w->rbuf, "%s", relpath);
@@ -253,6 +253,18 @@ void watch_emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, con
 	if (id)
 		wf.id = *id;
 	w->cb(w, ev, relpath || ev != WATCHER_SCAN_DONE ? &wf : NULL, w->arg);
+}
+
+void watch_emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, const char *relpath,
+		const struct file_id *id, const char *reason)
+{
+	emit(w, ev, f, relpath, id, reason, false);
+}
+
+void watch_emit_known(struct watcher *w, struct wfolder *f, const char *relpath,
+		      const struct file_id *id)
+{
+	emit(w, WATCHER_FINISHED, f, relpath, id, NULL, true);
 }
 
 /* --- public API ----------------------------------------------------------- */
