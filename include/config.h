@@ -107,6 +107,9 @@ int config_load(const char *path, struct config **out, struct config_errors *err
 int config_load_buffer(const char *name, const char *buf, size_t len, struct config **out,
 		       struct config_errors *errs) __attribute__((warn_unused_result));
 void config_free(struct config *cfg);
+/* The drop folder of tenant code with this configured path, or NULL. */
+const struct folder_cfg *config_find_folder(const struct config *cfg, const char *tenant,
+					    const char *path);
 void config_errors_free(struct config_errors *errs);
 
 /* Resolve the config path: -c value, else $MAM_INGEST_CONFIG, else the default. */

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "catalog_int.h"
 #include "catalog_json.h"
 #include "log.h"
 
@@ -45,61 +46,6 @@
 /* Wait before resending a batch that hit a transient error (deadlock, read-only...). */
 #define RETRY_MS 1000
 
-enum kind {
-	K_RECORD,
-	K_LOOKUP,
-	K_CONFIRM,
-	K_NQUEUES,
-	K_TENANTS = K_NQUEUES,
-	K_PARTITIONS,
-	K_MOVES
-};
-
-struct item {
-	struct item *next;
-	catalog_cb cb;
-	catalog_lookup_cb lookup_cb;
-	void *arg;
-	char *json; /* array element (record, lookup) or asset id (confirm) */
-};
-
-struct batch {
-	struct batch *next;
-	struct catalog *cat; /* NULL once the catalogue closed: freed when the db answers */
-	enum kind kind;
-	bool inflight;
-	uint64_t sent_ns; /* uv_hrtime() when it went on the wire */
-	unsigned n;
-	struct item **items;
-	char *param; /* for the start-up kinds */
-};
-
-struct queue {
-	struct item *head, *tail;
-	unsigned n;
-	bool due; /* batch_max_ms has passed: close it as soon as the pipeline has room */
-};
-
-struct catalog {
-	uv_loop_t *loop;
-	const struct config *cfg;
-	struct db *db;
-	uv_timer_t timer; /* closes open queues after batch_max_ms */
-	uv_timer_t retry; /* resends after a transient statement error */
-	int open_handles;
-	struct queue q[K_NQUEUES];
-	struct batch *bhead, *btail;
-	unsigned inflight; /* batches on the wire */
-	unsigned held;	   /* record requests not answered yet */
-	unsigned lookups;  /* lookup requests not answered yet */
-	struct catalog_stats stats;
-	catalog_tenant_cb tenant_cb;
-	catalog_pending_move_cb pending_move_cb;
-	void *startup_arg;
-	bool moves_reported; /* the pending-move listing ran once: ingest owns them now */
-	char node[256];
-};
-
 static const char *const kind_sql[] = {
 	[K_RECORD] = "SELECT idx, outcome, asset_id, final_path, move_pending, duplicate_of, "
 		     "error, final_path_hex FROM mam_ingest_batch($1::jsonb)",
@@ -116,8 +62,6 @@ static const char *const kind_sql[] = {
 	[K_MOVES] = "SELECT tenant, folder, asset_id, source_path, source_path_hex, final_path, "
 		    "final_path_hex, sha256 FROM mam_pending_moves($1::jsonb)",
 };
-
-static void pump(struct catalog *c);
 
 static void item_free(struct item *it)
 {
@@ -152,7 +96,7 @@ static void batch_unlink(struct catalog *c, struct batch *b)
 	b->next = NULL;
 }
 
-static void batch_append(struct catalog *c, struct batch *b)
+void catalog_batch_append(struct catalog *c, struct batch *b)
 {
 	if (c->btail)
 		c->btail->next = b;
@@ -161,7 +105,7 @@ static void batch_append(struct catalog *c, struct batch *b)
 	c->btail = b;
 }
 
-static void batch_prepend(struct catalog *c, struct batch *b)
+void catalog_batch_prepend(struct catalog *c, struct batch *b)
 {
 	b->next = c->bhead;
 	c->bhead = b;
@@ -197,7 +141,7 @@ static void queue_close(struct catalog *c, enum kind k)
 	b->n = q->n;
 	q->head = q->tail = NULL;
 	q->n = 0;
-	batch_append(c, b);
+	catalog_batch_append(c, b);
 }
 
 /* Batches on the list, sent or waiting, counted up to MAX_INFLIGHT. */
@@ -237,12 +181,12 @@ static void on_timer(uv_timer_t *t)
 
 	for (k = 0; k < K_NQUEUES; k++)
 		c->q[k].due = c->q[k].n > 0;
-	pump(c); /* closes what the pipeline has room for; the rest keeps filling */
+	catalog_pump(c); /* closes what the pipeline has room for; the rest keeps filling */
 }
 
 static void on_retry(uv_timer_t *t)
 {
-	pump(t->data);
+	catalog_pump(t->data);
 }
 
 static void enqueue(struct catalog *c, enum kind k, struct item *it)
@@ -258,7 +202,7 @@ static void enqueue(struct catalog *c, enum kind k, struct item *it)
 	if (q->n >= (unsigned)(c->cfg->batch_max_files > 0 ? c->cfg->batch_max_files : 1)) {
 		q->due = false;
 		queue_close(c, k);
-		pump(c);
+		catalog_pump(c);
 	} else if (!q->due && !uv_is_active((uv_handle_t *)&c->timer)) {
 		uv_timer_start(&c->timer, on_timer,
 			       (uint64_t)(c->cfg->batch_max_ms > 0 ? c->cfg->batch_max_ms : 0), 0);
@@ -358,60 +302,6 @@ static void answer_items(struct catalog *c, struct batch *b, PGresult *res)
 	free(pos);
 }
 
-static const struct folder_cfg *find_folder(const struct config *cfg, const char *tenant,
-					    const char *path)
-{
-	size_t t, f;
-
-	for (t = 0; t < cfg->n_tenants; t++) {
-		if (strcmp(cfg->tenants[t].code, tenant) != 0)
-			continue;
-		for (f = 0; f < cfg->tenants[t].n_folders; f++)
-			if (strcmp(cfg->tenants[t].folders[f].path, path) == 0)
-				return &cfg->tenants[t].folders[f];
-	}
-	return NULL;
-}
-
-static void answer_startup(struct catalog *c, struct batch *b, PGresult *res)
-{
-	int row, rows = PQntuples(res);
-	char src[4096], dst[4096];
-
-	if (b->kind == K_TENANTS) {
-		for (row = 0; row < rows; row++) {
-			const char *code = PQgetvalue(res, row, 0);
-			bool active = PQgetvalue(res, row, 1)[0] == 't';
-
-			if (!active)
-				log_info("catalog", "tenant %s is inactive in the database", code);
-			if (c->tenant_cb)
-				c->tenant_cb(code, active, c->startup_arg);
-		}
-	} else if (b->kind == K_MOVES) {
-		c->moves_reported = true;
-		if (rows > 0)
-			log_info("catalog", "%d post-ingest actions were not confirmed; repairing",
-				 rows);
-		for (row = 0; row < rows; row++) {
-			const struct folder_cfg *f = find_folder(c->cfg, PQgetvalue(res, row, 0),
-								 PQgetvalue(res, row, 1));
-
-			if (!f)
-				continue;
-			catrow_path(src, sizeof src, PQgetvalue(res, row, 3),
-				    PQgetvalue(res, row, 4));
-			catrow_path(dst, sizeof dst, PQgetvalue(res, row, 5),
-				    PQgetvalue(res, row, 6));
-			if (c->pending_move_cb)
-				c->pending_move_cb(f, PQgetvalue(res, row, 2), src, dst,
-						   PQgetvalue(res, row, 7), c->startup_arg);
-		}
-	} else if (b->kind == K_PARTITIONS) {
-		log_debug("catalog", "assets partitions for this and next month exist");
-	}
-}
-
 /* An error worth a resend rather than failing every file of the batch. */
 static bool transient(PGresult *res)
 {
@@ -465,10 +355,10 @@ static void batch_cb(PGresult *res, const char *error, void *arg)
 		}
 		answer_items(c, b, res);
 	} else {
-		answer_startup(c, b, res);
+		catalog_answer_startup(c, b, res);
 	}
 	batch_free(b);
-	pump(c);
+	catalog_pump(c);
 }
 
 /* ---- sending ------------------------------------------------------------ */
@@ -494,7 +384,7 @@ static char *batch_param(const struct batch *b)
 	return sb.p;
 }
 
-static void pump(struct catalog *c)
+void catalog_pump(struct catalog *c)
 {
 	struct batch *b;
 
@@ -588,94 +478,6 @@ int catalog_confirm_move(struct catalog *c, const char *asset_id, catalog_cb cb,
 	it->arg = arg;
 	enqueue(c, K_CONFIRM, it);
 	return 0;
-}
-
-/* ---- start-up work ------------------------------------------------------ */
-
-/* Put a start-up statement at the front (param: its jsonb, NULL for none). */
-static void startup_add(struct catalog *c, enum kind k, char *param)
-{
-	struct batch *b;
-
-	/* One waiting is enough; it takes the newest parameter (a reload's tenants). */
-	for (b = c->bhead; b; b = b->next) {
-		if (b->kind == k && !b->inflight) {
-			if (param) {
-				free(b->param);
-				b->param = param;
-			}
-			return;
-		}
-	}
-	b = calloc(1, sizeof *b);
-	if (!b) {
-		free(param);
-		log_error("catalog", "out of memory queueing start-up work");
-		return;
-	}
-	b->cat = c;
-	b->kind = k;
-	b->param = param ? param : strdup("");
-	batch_prepend(c, b);
-}
-
-void catalog_db_ready(struct catalog *c)
-{
-	char *tp = catjson_tenants(c->cfg);
-
-	if (!tp) {
-		log_error("catalog", "out of memory building the tenant list");
-		return;
-	}
-	/* Prepended, so they run in the reverse of this order: tenants first. */
-	if (!c->moves_reported && c->pending_move_cb)
-		startup_add(c, K_MOVES, catjson_folders(c->cfg));
-	startup_add(c, K_PARTITIONS, NULL);
-	startup_add(c, K_TENANTS, tp);
-	pump(c);
-}
-
-void catalog_ensure_partitions(struct catalog *c)
-{
-	struct batch *b;
-
-	for (b = c->bhead; b; b = b->next)
-		if (b->kind == K_PARTITIONS)
-			return;
-	b = calloc(1, sizeof *b);
-	if (!b || !(b->param = strdup(""))) {
-		free(b);
-		return;
-	}
-	b->cat = c;
-	b->kind = K_PARTITIONS;
-	batch_append(c, b);
-	pump(c);
-}
-
-void catalog_set_startup_cbs(struct catalog *c, catalog_tenant_cb tenant_cb,
-			     catalog_pending_move_cb pending_move_cb, void *arg)
-{
-	c->tenant_cb = tenant_cb;
-	c->pending_move_cb = pending_move_cb;
-	c->startup_arg = arg;
-}
-
-void catalog_set_config(struct catalog *c, const struct config *ncfg)
-{
-	char *tp;
-
-	c->cfg = ncfg;
-	if (ncfg->node_name && *ncfg->node_name)
-		snprintf(c->node, sizeof c->node, "%s", ncfg->node_name);
-	/* Added tenants, is_active or quota changes: the same upsert as at start. */
-	tp = catjson_tenants(ncfg);
-	if (!tp) {
-		log_error("catalog", "out of memory building the tenant list");
-		return;
-	}
-	startup_add(c, K_TENANTS, tp);
-	pump(c);
 }
 
 unsigned catalog_held(const struct catalog *c)

@@ -384,6 +384,21 @@ void config_free(struct config *cfg)
 	free(cfg);
 }
 
+const struct folder_cfg *config_find_folder(const struct config *cfg, const char *tenant,
+					    const char *path)
+{
+	size_t t, f;
+
+	for (t = 0; t < cfg->n_tenants; t++) {
+		if (strcmp(cfg->tenants[t].code, tenant) != 0)
+			continue;
+		for (f = 0; f < cfg->tenants[t].n_folders; f++)
+			if (strcmp(cfg->tenants[t].folders[f].path, path) == 0)
+				return &cfg->tenants[t].folders[f];
+	}
+	return NULL;
+}
+
 void config_errors_free(struct config_errors *errs)
 {
 	size_t i;

@@ -3,8 +3,9 @@
  * stages' creation and orderly shutdown (each stage closes its handles and
  * reports back; only then is the loop closed), signals (SIGTERM/SIGINT stop
  * gracefully within STOP_GRACE_MS, SIGHUP retries held files and rescans), the
- * daily partition maintenance, sd_notify status and the known-files gate at
- * start. What /metrics and /healthz say is daemon_metrics.c.
+ * daily partition maintenance and sd_notify status. What /metrics and
+ * /healthz say is daemon_metrics.c; the known-files gate at start is
+ * ingest_known.c.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -90,7 +91,7 @@ static void sync_owned(struct ingest *ing)
 	}
 }
 
-static void start_watching(struct ingest *ing)
+void ingest_start_watching(struct ingest *ing)
 {
 	int rc;
 
@@ -136,7 +137,7 @@ static void owner_event(struct owner *o, const struct owner_report *r, void *arg
 		break;
 	case OWNER_ROUND_DONE:
 		if (ing->opts->oneshot && !ing->stopping)
-			start_watching(ing);
+			ingest_start_watching(ing);
 		break;
 	}
 	status_update(ing);
@@ -509,64 +510,6 @@ void ingest_backlog_check(struct ingest *ing)
 	uv_timer_start(&ing->progress, progress_cb, PROGRESS_MS, PROGRESS_MS);
 }
 
-/* ---- the ledger's known files at start (ingest_known_load) ----------------- */
-
-/* How long `run` waits for them before its first scan. */
-#define KNOWN_WAIT_MS 5000
-/* Then how often it looks whether the start-up pass is over, and for how
- * many looks at most (a file settling for hours must not keep the sets). */
-#define KNOWN_SWEEP_MS	 1000
-#define KNOWN_SWEEPS_MAX 120
-
-static void known_sweep_cb(uv_timer_t *t)
-{
-	struct ingest *ing = container_of(t, struct ingest, known_timer);
-	struct watcher_stats st = {0};
-	size_t i;
-
-	if (ing->watcher)
-		watcher_get_stats(ing->watcher, &st);
-	for (i = 0; i < ing->n_known; i++)
-		if (!ing->known[i].done)
-			return;
-	/*
-	 * The sets are for the files the first scans find: once those scans are
-	 * merged and nothing settles or is in flight, every such file was
-	 * answered, and a file that arrives later is looked up as it always was.
-	 */
-	if ((st.scanning || st.settling || ing->n_files) && ++ing->known_sweeps < KNOWN_SWEEPS_MAX)
-		return;
-	ingest_known_free(ing);
-	uv_timer_stop(t);
-	/* The scans' listings and the sets are gone: give the pages back. */
-	malloc_trim(0);
-}
-
-static void known_timer_cb(uv_timer_t *t)
-{
-	struct ingest *ing = container_of(t, struct ingest, known_timer);
-
-	log_warnx("ingest",
-		  "the files already catalogued were not read within %d ms; "
-		  "scanning anyway (unknown ones are looked up)",
-		  KNOWN_WAIT_MS);
-	ingest_known_ready(ing);
-}
-
-void ingest_known_ready(struct ingest *ing)
-{
-	if (ing->stopping)
-		return;
-	if (ing->known_gate) {
-		ing->known_gate = false;
-		start_watching(ing);
-	}
-	if (ing->known)
-		uv_timer_start(&ing->known_timer, known_sweep_cb, KNOWN_SWEEP_MS, KNOWN_SWEEP_MS);
-	else
-		uv_timer_stop(&ing->known_timer);
-}
-
 static int ingest_setup(struct ingest *ing)
 {
 	struct watcher_opts wopts = {
@@ -631,8 +574,7 @@ static int ingest_setup(struct ingest *ing)
 	 * not known yet is looked up as before.
 	 */
 	if (ing->db && !ing->opts->oneshot) {
-		ing->known_gate = true;
-		uv_timer_start(&ing->known_timer, known_timer_cb, KNOWN_WAIT_MS, 0);
+		ingest_known_gate(ing);
 		return 0;
 	}
 	ing->watcher_started = true;

@@ -138,6 +138,11 @@ bool ingest_file_known(const struct folder_cfg *folder, const char *relpath,
 void ingest_maybe_finish(struct ingest *ing);
 /* A file entered the pipeline: start progress reporting when a backlog builds up. */
 void ingest_backlog_check(struct ingest *ing);
+/* Start watching (and scanning) the owned folders. */
+void ingest_start_watching(struct ingest *ing);
+
+/* ingest_known.c: hold the first scan until the known files are read (bounded). */
+void ingest_known_gate(struct ingest *ing);
 /* Every folder's known files were read (or could not be). */
 void ingest_known_ready(struct ingest *ing);
 

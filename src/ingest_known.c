@@ -7,9 +7,11 @@
  * is what makes a restart over 100,000 catalogued files cheap. The sets only
  * ever answer "known" for files the ledger has; anything else (a set that
  * could not be read, a file catalogued since) takes the per-file lookup.
- * daemon.c gates the first scan on them and frees them once idle.
+ * `run` waits for them before its first scan (ingest_known_gate), and they
+ * are freed once the start-up scans are over.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 #include "ingest_int.h"
 #include "known.h"
 #include "log.h"
+#include "util.h"
 
 /* Fingerprints per page: 16 bytes each, 512 KiB of hex in one result. */
 #define KNOWN_PAGE 16384
@@ -41,18 +44,13 @@ static void known_result(PGresult *res, const char *error, void *arg)
 
 static void known_next(struct known_folder *kf)
 {
-	const struct folder_cfg *folder = NULL;
+	const struct folder_cfg *folder;
 	struct ingest *ing = kf->ing;
 	char after[32], limit[16];
-	size_t t, i;
 	int rc = -ENOENT;
 
 	/* The folder as the current config has it (a reload may have come between). */
-	for (t = 0; t < ing->cfg->n_tenants && !folder; t++)
-		for (i = 0; i < ing->cfg->tenants[t].n_folders; i++)
-			if (strcmp(ing->cfg->tenants[t].code, kf->tenant) == 0 &&
-			    strcmp(ing->cfg->tenants[t].folders[i].path, kf->path) == 0)
-				folder = &ing->cfg->tenants[t].folders[i];
+	folder = config_find_folder(ing->cfg, kf->tenant, kf->path);
 	if (folder && ing->db) {
 		const char *params[4] = {folder->tenant->code, folder->path, after, limit};
 
@@ -183,4 +181,74 @@ bool ingest_file_known(const struct folder_cfg *folder, const char *relpath,
 			return known_has(kf->set, relpath, id);
 	}
 	return false;
+}
+
+/* ---- the gate before the first scan, and freeing the sets after it -------- */
+
+/* How long `run` waits for them before its first scan. */
+#define KNOWN_WAIT_MS 5000
+/* Then how often it looks whether the start-up pass is over, and for how
+ * many looks at most (a file settling for hours must not keep the sets). */
+#define KNOWN_SWEEP_MS	 1000
+#define KNOWN_SWEEPS_MAX 120
+
+static void known_sweep_cb(uv_timer_t *t)
+{
+	struct ingest *ing = container_of(t, struct ingest, known_timer);
+	struct watcher_stats st = {0};
+	size_t i;
+
+	if (ing->watcher)
+		watcher_get_stats(ing->watcher, &st);
+	for (i = 0; i < ing->n_known; i++)
+		if (!ing->known[i].done)
+			return;
+	/*
+	 * The sets are for the files the first scans find: once those scans are
+	 * merged and nothing settles or is in flight, every such file was
+	 * answered, and a file that arrives later is looked up as it always was.
+	 */
+	if ((st.scanning || st.settling || ing->n_files) && ++ing->known_sweeps < KNOWN_SWEEPS_MAX)
+		return;
+	ingest_known_free(ing);
+	uv_timer_stop(t);
+	/* The scans' listings and the sets are gone: give the pages back. */
+	malloc_trim(0);
+}
+
+static void known_timer_cb(uv_timer_t *t)
+{
+	struct ingest *ing = container_of(t, struct ingest, known_timer);
+
+	log_warnx("ingest",
+		  "the files already catalogued were not read within %d ms; "
+		  "scanning anyway (unknown ones are looked up)",
+		  KNOWN_WAIT_MS);
+	ingest_known_ready(ing);
+}
+
+/*
+ * `run` reads the ledger's known files before its first scan, so the files
+ * catalogued before this start are recognised as the scan finds them, not
+ * each looked up. The wait is bounded: past KNOWN_WAIT_MS, or without a
+ * database, it scans anyway and what is not known yet is looked up as before.
+ */
+void ingest_known_gate(struct ingest *ing)
+{
+	ing->known_gate = true;
+	uv_timer_start(&ing->known_timer, known_timer_cb, KNOWN_WAIT_MS, 0);
+}
+
+void ingest_known_ready(struct ingest *ing)
+{
+	if (ing->stopping)
+		return;
+	if (ing->known_gate) {
+		ing->known_gate = false;
+		ingest_start_watching(ing);
+	}
+	if (ing->known)
+		uv_timer_start(&ing->known_timer, known_sweep_cb, KNOWN_SWEEP_MS, KNOWN_SWEEP_MS);
+	else
+		uv_timer_stop(&ing->known_timer);
 }
