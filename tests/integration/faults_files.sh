@@ -40,20 +40,7 @@ LIB=$T/library
 OUT=$T/outside
 mkdir -p "$DROP" "$LIB" "$OUT/dir"
 CFG=$T/mam.yaml
-{
-	cfg_header 300
-	cat <<EOF
-tenants:
-  - code: n1
-    name: Names test
-    drop_folders:
-      - path: $DROP
-        after_ingest: move
-        move_to: $LIB
-        jobs: [metadata]
-EOF
-} >"$CFG"
-cfg_finish "$CFG"
+cfg_tenant "$CFG" 300 n1 "Names test" "$DROP" "after_ingest: move" "move_to: $LIB"
 pg_start
 ing_migrate "$CFG"
 

@@ -28,18 +28,7 @@ MARGIN=$((4 * 1024 * 1024))
 DROP=$T/drop
 mkdir -p "$DROP" "$T/src"
 CFG=$T/mam.yaml
-{
-	cfg_header 300
-	cat <<EOF
-tenants:
-  - code: h1
-    name: Hashing faults
-    drop_folders:
-      - path: $DROP
-        jobs: [metadata]
-EOF
-} >"$CFG"
-cfg_finish "$CFG"
+cfg_tenant "$CFG" 300 h1 "Hashing faults" "$DROP"
 pg_start
 ing_migrate "$CFG"
 

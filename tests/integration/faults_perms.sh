@@ -26,18 +26,7 @@ DROP=$T/drop
 mkdir -p "$DROP" "$T/src"
 chown "$RUN_AS:" "$DROP"
 CFG=$T/mam.yaml
-{
-	cfg_header 300
-	cat <<EOF
-tenants:
-  - code: p1
-    name: Permission test
-    drop_folders:
-      - path: $DROP
-        jobs: [metadata]
-EOF
-} >"$CFG"
-cfg_finish "$CFG"
+cfg_tenant "$CFG" 300 p1 "Permission test" "$DROP"
 pg_start
 ing_migrate "$CFG"
 

@@ -22,20 +22,7 @@ DROP=$T/drop
 LIB=$T/library
 mkdir -p "$DROP" "$LIB"
 CFG=$T/mam.yaml
-{
-	cfg_header 300
-	cat <<EOF
-tenants:
-  - code: d1
-    name: Deactivated mid-flight
-    drop_folders:
-      - path: $DROP
-        after_ingest: move
-        move_to: $LIB
-        jobs: [metadata]
-EOF
-} >"$CFG"
-cfg_finish "$CFG"
+cfg_tenant "$CFG" 300 d1 "Deactivated mid-flight" "$DROP" "after_ingest: move" "move_to: $LIB"
 pg_start
 # Commit timestamps: "catalogued after the UPDATE" measured by the server.
 echo "track_commit_timestamp = on" >>"$T/pg/data/postgresql.conf"

@@ -28,20 +28,7 @@ unshare -U --map-root-user sh -c 'echo 100 >/proc/sys/user/max_inotify_watches' 
 DROP=$T/drop
 mkdir -p "$DROP"/{a,b,c}/sub "$T/stage"
 CFG=$T/mam.yaml
-{
-	cfg_header 300
-	cat <<EOF
-tenants:
-  - code: w1
-    name: Watch limit
-    drop_folders:
-      - path: $DROP
-        mode: events
-        poll_interval_ms: 500
-        jobs: [metadata]
-EOF
-} >"$CFG"
-cfg_finish "$CFG"
+cfg_tenant "$CFG" 300 w1 "Watch limit" "$DROP" "mode: events" "poll_interval_ms: 500"
 pg_start
 ing_migrate "$CFG"
 # watches_of PID: inotify watches held by PID.

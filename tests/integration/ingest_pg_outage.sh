@@ -15,35 +15,18 @@ OUTAGE_S=${MAM_OUTAGE_S:-30} # faults_pg_down_long.sh runs it for 2 minutes
 DROP=$T/drop
 mkdir -p "$DROP"
 CFG=$T/mam.yaml
-{
-	cfg_header 300
-	cat <<EOF
-tenants:
-  - code: p1
-    name: Outage test
-    drop_folders:
-      - path: $DROP
-        jobs: [metadata]
-EOF
-} >"$CFG"
-cfg_finish "$CFG"
+cfg_tenant "$CFG" 300 p1 "Outage test" "$DROP"
 
 pg_start
 ing_migrate "$CFG"
 
 # 20 chunks of 100 distinct 4 KiB files, each in its own source directory.
-phase_begin "generate $NFILES files"
-gen_split "$T/all" "$NFILES" 4096 o
-manifest "$T/all" >"$T/manifest"
-manifest_distinct "$T/manifest"
-FILES=("$T"/all/*.bin)
-assert_eq "${#FILES[@]}" "$NFILES" "files generated"
+gen_burst "$T/all" "$NFILES" 4096 o
 per=$((NFILES / NCHUNK))
 for ((c = 0; c < NCHUNK; c++)); do
 	mkdir -p "$T/chunk$c"
 	mv "${FILES[@]:c*per:per}" "$T/chunk$c/"
 done
-phase_end
 drop_chunk() { mv "$T/chunk$1"/* "$DROP/"; }
 alive() { daemon_alive "$DPID" || fail "the daemon exited during the outage ($1); see the log"; }
 

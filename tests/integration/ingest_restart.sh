@@ -19,18 +19,7 @@ FSIZE=4096
 DROP=$T/drop
 mkdir -p "$DROP"
 CFG=$T/mam.yaml
-{
-	cfg_header 300
-	cat <<EOF
-tenants:
-  - code: s1
-    name: Restart test
-    drop_folders:
-      - path: $DROP
-        jobs: [metadata]
-EOF
-} >"$CFG"
-cfg_finish "$CFG"
+cfg_tenant "$CFG" 300 s1 "Restart test" "$DROP"
 pg_start
 ing_migrate "$CFG"
 

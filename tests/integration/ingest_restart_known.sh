@@ -18,18 +18,7 @@ ing_require
 DROP=$T/drop
 mkdir -p "$DROP/sub dir" "$DROP/x"
 CFG=$T/mam.yaml
-{
-	cfg_header 300
-	cat <<EOF
-tenants:
-  - code: rk
-    name: Restart known test
-    drop_folders:
-      - path: $DROP
-        jobs: [metadata]
-EOF
-} >"$CFG"
-cfg_finish "$CFG"
+cfg_tenant "$CFG" 300 rk "Restart known test" "$DROP"
 pg_start
 ing_migrate "$CFG"
 

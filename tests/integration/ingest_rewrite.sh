@@ -22,18 +22,7 @@ MARGIN=$((8 * 1024 * 1024))
 DROP=$T/drop
 mkdir -p "$DROP" "$T/src"
 CFG=$T/mam.yaml
-{
-	cfg_header 300
-	cat <<EOF
-tenants:
-  - code: r1
-    name: Rewrite test
-    drop_folders:
-      - path: $DROP
-        jobs: [metadata]
-EOF
-} >"$CFG"
-cfg_finish "$CFG"
+cfg_tenant "$CFG" 300 r1 "Rewrite test" "$DROP"
 pg_start
 ing_migrate "$CFG"
 

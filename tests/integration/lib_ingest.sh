@@ -57,6 +57,23 @@ ingest:
 EOF
 }
 
+# cfg_tenant FILE SETTLE_MS CODE NAME PATH [FOLDER_KEY...]: a whole config
+# with one tenant and one drop folder (metadata jobs); each FOLDER_KEY
+# ("after_ingest: move", ...) is one more line of the folder. Finished
+# (cfg_finish) when written.
+cfg_tenant() {
+	local file=$1 settle=$2 code=$3 name=$4 path=$5 k
+	shift 5
+	{
+		cfg_header "$settle"
+		printf 'tenants:\n  - code: %s\n    name: %s\n    drop_folders:\n      - path: %s\n' \
+			"$code" "$name" "$path"
+		for k in "$@"; do printf '        %s\n' "$k"; done
+		printf '        jobs: [metadata]\n'
+	} >"$file"
+	cfg_finish "$file"
+}
+
 # cfg_finish FILE: the daemon refuses a group/world-writable config.
 cfg_finish() { chmod 644 "$1"; }
 
@@ -185,6 +202,19 @@ manifest_distinct() {
 	n=$(wc -l <"$1")
 	u=$(cut -f1 "$1" | sort -u | wc -l)
 	[ "$n" = "$u" ] || fail "manifest $1 has $n files but only $u distinct checksums"
+}
+
+# gen_burst DIR N SIZE PREFIX: N files of SIZE random bytes in DIR (gen_split)
+# as a timed phase, their manifest in $T/manifest (contents checked
+# distinct), and FILES=(DIR/*.bin) in name order.
+gen_burst() {
+	phase_begin "generate $2 files"
+	gen_split "$1" "$2" "$3" "$4"
+	manifest "$1" >"$T/manifest"
+	manifest_distinct "$T/manifest"
+	FILES=("$1"/*.bin)
+	assert_eq "${#FILES[@]}" "$2" "files generated"
+	phase_end
 }
 
 # wait_settled DIR [MS]: wait until every file under DIR was last changed

@@ -44,13 +44,7 @@ node_cfg node-b "$PB" "$D1" "$D2"
 pg_start
 ing_migrate "$T/node-a.yaml"
 
-phase_begin "generate $NFILES files"
-gen_split "$T/all" "$NFILES" 4096 s
-manifest "$T/all" >"$T/manifest"
-manifest_distinct "$T/manifest"
-FILES=("$T"/all/*.bin)
-assert_eq "${#FILES[@]}" "$NFILES" "files generated"
-phase_end
+gen_burst "$T/all" "$NFILES" 4096 s
 
 metric_of() {
 	curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2; f = 1 } END { exit !f }'
