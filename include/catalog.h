@@ -88,9 +88,17 @@ typedef void (*catalog_pending_move_cb)(const struct folder_cfg *folder, const c
 					const char *sha256, void *arg);
 void catalog_set_startup_cbs(struct catalog *c, catalog_tenant_cb tenant_cb,
 			     catalog_pending_move_cb pending_move_cb, void *arg);
+/* Prepare a new session for batches (fill its caches) while nothing waits on it. */
+void catalog_warm_up(struct catalog *c);
 /* Create partitions for the current and next month (the daemon calls this daily too). */
 void catalog_ensure_partitions(struct catalog *c);
 unsigned catalog_held(const struct catalog *c); /* files waiting for the database */
+/*
+ * Nothing more is coming soon: close the open lookup queue, and with records
+ * also the record and move-confirmation queues, now rather than after
+ * batch_max_ms (while the pipeline has room; else they keep filling).
+ */
+void catalog_flush(struct catalog *c, bool records);
 /*
  * Record batches answered by the database: files per batch, and seconds from
  * sending the batch to its answer (the statement is its own transaction, so

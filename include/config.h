@@ -70,7 +70,7 @@ struct config {
 	int reconcile_interval_s; /* default 3600 (jittered +-10%); 0 = off */
 	int batch_max_files;	  /* default 500 */
 	int batch_max_ms;	  /* default 20 */
-	int hash_read_size;	  /* default 1 MiB; bytes per read() while hashing */
+	int hash_read_size;	  /* default 2 MiB; bytes in flight per big file while hashing */
 	int max_held_files;	  /* default 100000: finished files held while the DB is away */
 	char *node_name;	  /* default: gethostname() */
 	bool folder_locks; /* default true: one node per folder (PostgreSQL advisory locks) */

@@ -12,7 +12,7 @@
 
 #include "hasher.h"
 
-#define HASH_DEFAULT_READ_SIZE (1024 * 1024)
+#define HASH_DEFAULT_READ_SIZE (2 * 1024 * 1024)
 
 /* Hash fd from its current offset to its end into hex (and *bytes). st is
  * the open file's fstat (may be NULL unless io is HASH_IO_AUTO); read_size 0

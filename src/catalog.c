@@ -61,6 +61,10 @@ static const char *const kind_sql[] = {
 			 "- interval '1 day')::date)",
 	[K_MOVES] = "SELECT tenant, folder, asset_id, source_path, source_path_hex, final_path, "
 		    "final_path_hex, sha256 FROM mam_pending_moves($1::jsonb)",
+	/* Empty calls: see catalog_warm_up(). They write nothing. */
+	[K_WARMUP] = "SELECT (SELECT count(*) FROM mam_ingest_lookup('[]'::jsonb)) "
+		     "+ (SELECT count(*) FROM mam_ingest_batch('[]'::jsonb)) "
+		     "+ (SELECT count(*) FROM mam_ingest_set('[]'::jsonb))",
 };
 
 static void item_free(struct item *it)
@@ -182,6 +186,23 @@ static void on_timer(uv_timer_t *t)
 	for (k = 0; k < K_NQUEUES; k++)
 		c->q[k].due = c->q[k].n > 0;
 	catalog_pump(c); /* closes what the pipeline has room for; the rest keeps filling */
+}
+
+void catalog_flush(struct catalog *c, bool records)
+{
+	bool any = false;
+	int k;
+
+	for (k = 0; k < K_NQUEUES; k++) {
+		if (!records && k != K_LOOKUP)
+			continue;
+		if (c->q[k].n > 0 && !c->q[k].due) {
+			c->q[k].due = true;
+			any = true;
+		}
+	}
+	if (any)
+		catalog_pump(c);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -404,7 +425,8 @@ void catalog_pump(struct catalog *c)
 			return;
 		}
 		params[0] = param;
-		r = db_exec(c->db, kind_sql[b->kind], b->kind == K_PARTITIONS ? 0 : 1, params,
+		r = db_exec(c->db, kind_sql[b->kind],
+			    b->kind == K_PARTITIONS || b->kind == K_WARMUP ? 0 : 1, params,
 			    batch_cb, b);
 		free(param);
 		if (r != 0)

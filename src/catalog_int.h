@@ -19,7 +19,8 @@ enum kind {
 	K_NQUEUES,
 	K_TENANTS = K_NQUEUES,
 	K_PARTITIONS,
-	K_MOVES
+	K_MOVES,
+	K_WARMUP
 };
 
 struct item {

@@ -50,6 +50,8 @@ void catalog_answer_startup(struct catalog *c, struct batch *b, PGresult *res)
 		}
 	} else if (b->kind == K_PARTITIONS) {
 		log_debug("catalog", "assets partitions for this and next month exist");
+	} else if (b->kind == K_WARMUP) {
+		log_debug("catalog", "session warmed up");
 	}
 }
 
@@ -96,12 +98,14 @@ void catalog_db_ready(struct catalog *c)
 	catalog_pump(c);
 }
 
-void catalog_ensure_partitions(struct catalog *c)
+/* Append a parameterless statement of kind k unless one is already waiting
+ * or running (the daily partitions, the warm-up). */
+static void append_once(struct catalog *c, enum kind k)
 {
 	struct batch *b;
 
 	for (b = c->bhead; b; b = b->next)
-		if (b->kind == K_PARTITIONS)
+		if (b->kind == k)
 			return;
 	b = calloc(1, sizeof *b);
 	if (!b || !(b->param = strdup(""))) {
@@ -109,9 +113,27 @@ void catalog_ensure_partitions(struct catalog *c)
 		return;
 	}
 	b->cat = c;
-	b->kind = K_PARTITIONS;
+	b->kind = k;
 	catalog_batch_append(c, b);
 	catalog_pump(c);
+}
+
+void catalog_ensure_partitions(struct catalog *c)
+{
+	append_once(c, K_PARTITIONS);
+}
+
+/*
+ * A new session's first batch costs some 30 ms more than the next ones: the
+ * functions are compiled and the catalog caches of every table, partition and
+ * index they touch are filled. Empty calls of the batch functions pay that
+ * while the backend would otherwise idle (the first files are being hashed),
+ * so the first files of a start are not committed 30 ms later than the rest.
+ * Appended, behind whatever is already waiting.
+ */
+void catalog_warm_up(struct catalog *c)
+{
+	append_once(c, K_WARMUP);
 }
 
 void catalog_set_startup_cbs(struct catalog *c, catalog_tenant_cb tenant_cb,

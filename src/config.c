@@ -80,7 +80,7 @@ static const struct keydef ingest_keys[] = {
 	 NULL},
 	{"batch_max_files", T_INT, CF(batch_max_files), 0, 1, 100000, 500, NULL, NULL, 0, NULL},
 	{"batch_max_ms", T_INT, CF(batch_max_ms), 0, 0, 60000, 20, NULL, NULL, 0, NULL},
-	{"hash_read_size", T_INT, CF(hash_read_size), 0, 4096, 64 << 20, 1 << 20, NULL, NULL, 0, NULL},
+	{"hash_read_size", T_INT, CF(hash_read_size), 0, 4096, 64 << 20, 2 << 20, NULL, NULL, 0, NULL},
 	{"max_held_files", T_INT, CF(max_held_files), 0, 0, 100000000, 100000, NULL, NULL, 0, NULL},
 	{"node_name", T_STR, CF(node_name), 0, 0, 255, 0, NULL, NULL, KF_NONEMPTY, NULL},
 	{"folder_locks", T_BOOL, CF(folder_locks), 0, 0, 0, 1, NULL, NULL, 0, NULL},

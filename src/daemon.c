@@ -125,6 +125,8 @@ static void owner_event(struct owner *o, const struct owner_report *r, void *arg
 		fs = stats_find(ing, r->folder);
 		if (fs)
 			fs->owned = r->ev == OWNER_ACQUIRED;
+		if (r->ev == OWNER_LOST)
+			ingest_known_owner_lost(ing, r->folder);
 		if (ing->watcher)
 			watcher_set_folder_owned(ing->watcher, r->folder, r->ev == OWNER_ACQUIRED);
 		break;
@@ -136,8 +138,13 @@ static void owner_event(struct owner *o, const struct owner_report *r, void *arg
 				 log_escape(r->folder->path, esc, sizeof esc), r->holder);
 		break;
 	case OWNER_ROUND_DONE:
-		if (ing->opts->oneshot && !ing->stopping)
-			ingest_start_watching(ing);
+		/* Like `run`, the pass waits (bounded) for the known files. */
+		if (ing->opts->oneshot && !ing->stopping && !ing->watcher_started) {
+			if (!ing->known_settled)
+				ingest_known_gate(ing);
+			else
+				ingest_start_watching(ing);
+		}
 		break;
 	}
 	status_update(ing);
@@ -199,6 +206,9 @@ static void on_db_state(struct db *db, enum db_state state, void *arg)
 			ing->known_requested = true;
 			ingest_known_load(ing);
 		}
+		/* After the known files' first page, so the scan is not kept waiting. */
+		if (!ing->stopping)
+			catalog_warm_up(ing->catalog);
 	} else if (state == DB_DOWN) {
 		/* No database to ask: the first scan need not wait for it. */
 		if (ing->known_gate)
@@ -567,13 +577,13 @@ static int ingest_setup(struct ingest *ing)
 	if (ing->opts->oneshot && ing->owner)
 		return 0;
 	/*
-	 * `run` reads the ledger's known files before its first scan, so the
+	 * `run` and `scan` read the ledger's known files before their first scan, so the
 	 * files catalogued before this start are recognised as the scan finds
 	 * them (see ingest_known_load), not each looked up. The wait is bounded:
 	 * past KNOWN_WAIT_MS, or without a database, it scans anyway and what is
 	 * not known yet is looked up as before.
 	 */
-	if (ing->db && !ing->opts->oneshot) {
+	if (ing->db) {
 		ingest_known_gate(ing);
 		return 0;
 	}
@@ -605,6 +615,10 @@ int ingest_main(const struct config *cfg, const struct ingest_opts *opts)
 	uv_timer_init(&ing->loop, &ing->stop_timer);
 	uv_timer_init(&ing->loop, &ing->progress);
 	uv_timer_init(&ing->loop, &ing->known_timer);
+	uv_check_init(&ing->loop, &ing->flush_check);
+	uv_check_start(&ing->flush_check, ingest_flush_check);
+	/* It runs when the loop does; it must not keep the loop running. */
+	uv_unref((uv_handle_t *)&ing->flush_check);
 	uv_signal_init(&ing->loop, &ing->sigterm);
 	uv_signal_init(&ing->loop, &ing->sigint);
 	uv_signal_init(&ing->loop, &ing->sighup);

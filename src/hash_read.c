@@ -308,7 +308,8 @@ static int hash_loop(struct digest *d, int fd, unsigned char *buf, size_t slot, 
 		if (running) {
 			ret = pipe_consume(&p, d, true);
 		} else {
-			ret = read_retry(fd, buf, PIPE_SLOTS * slot, &n);
+			/* One slot at a time: the copy stays in this core's cache. */
+			ret = read_retry(fd, buf, slot, &n);
 			if (ret == 0)
 				ret = digest_chunk(d, buf, n);
 		}

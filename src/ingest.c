@@ -28,9 +28,18 @@
 #include "ingest_int.h"
 #include "log.h"
 #include "post.h"
+#include "util.h"
+
+/* Before the catalogue's record: more catalogue work will follow. */
+static bool upstream(enum infile_state st)
+{
+	return st == IF_LOOKUP || st == IF_HASHING;
+}
 
 static void infile_free(struct infile *f)
 {
+	if (upstream(f->state))
+		f->ing->n_upstream--;
 	*f->pprev = f->next;
 	if (f->next)
 		f->next->pprev = f->pprev;
@@ -90,6 +99,7 @@ static void infile_set_state(struct infile *f, enum infile_state st)
 		if (f->stats)
 			f->stats->held++;
 	}
+	f->ing->n_upstream += (unsigned)upstream(st) - (unsigned)upstream(f->state);
 	f->state = st;
 	if (st == IF_DONE) {
 		struct ingest *ing = f->ing;
@@ -227,6 +237,11 @@ static void record_cb(const struct catalog_result *r, void *arg)
 	char esc[LOG_ESC_MAX], reason[512];
 
 	log_escape(f->relpath, esc, sizeof esc);
+	/* In the ledger now: a start-up set that says "new" must not any more. */
+	if (ing->known && file_current(f) &&
+	    (r->outcome == CAT_INGESTED || r->outcome == CAT_ALREADY ||
+	     r->outcome == CAT_DUP_SKIPPED))
+		ingest_known_recorded(ing, f->folder, f->relpath, &f->id);
 	switch (r->outcome) {
 	case CAT_INGESTED:
 	case CAT_ALREADY:
@@ -506,6 +521,7 @@ static struct infile *infile_new(struct ingest *ing, const struct watch_file *wf
 	f->pprev = &ing->files;
 	ing->files = f;
 	ing->n_files++;
+	ing->n_upstream++; /* IF_LOOKUP */
 	return f;
 }
 
@@ -557,7 +573,11 @@ void ingest_watcher_event(struct watcher *w, enum watcher_event ev, const struct
 			watcher_file_retry(w, wf->folder, wf->relpath);
 			return;
 		}
-		start_lookup(f);
+		/* A whole, trusted set that lacks it: new, no round trip to ask. */
+		if (!ingest_known_complete(ing, wf->folder))
+			start_lookup(f);
+		else if (!tenant_went_inactive(f))
+			start_hash(f);
 		ingest_backlog_check(ing);
 		return;
 	case WATCHER_SETTLING: print_line("settling", wf, wf->reason ? wf->reason : ""); return;
@@ -574,6 +594,24 @@ void ingest_watcher_event(struct watcher *w, enum watcher_event ev, const struct
 		ingest_maybe_finish(ing);
 		return;
 	}
+}
+
+/*
+ * Runs once per loop iteration, after its callbacks. A catalogue queue waits
+ * batch_max_ms for company; when nothing can join it soon, that wait is only
+ * latency. Lookups come from the watcher, which reports what it has within
+ * one iteration, so the lookups queued by an iteration go at its end. Records
+ * come from files being looked up or hashed: when there are none, the open
+ * batch is complete and goes. Under load neither changes the batching: files
+ * keep hashing while records queue, and while two batches are out the queues
+ * keep filling (catalog.c, MAX_INFLIGHT).
+ */
+void ingest_flush_check(uv_check_t *h)
+{
+	struct ingest *ing = container_of(h, struct ingest, flush_check);
+
+	if (ing->catalog)
+		catalog_flush(ing->catalog, ing->n_upstream == 0);
 }
 
 void ingest_retry_held(struct ingest *ing)

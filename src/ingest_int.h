@@ -61,6 +61,8 @@ struct known_folder {
 	struct known *set; /* NULL when it could not be read (files take lookups) */
 	int64_t after;	   /* last ledger id read */
 	bool done;	   /* every page read, or given up */
+	bool started;	   /* the first page has answered */
+	bool trusted;	   /* read while this node owned the folder, and owned ever since */
 };
 
 /* Per drop folder counters for /metrics. */
@@ -91,9 +93,11 @@ struct ingest {
 	uint64_t progress_base, progress_t0;
 	struct infile *files; /* every infile not yet freed */
 	unsigned n_files;
-	unsigned n_held;     /* of n_files, in IF_HELD (kept without walking the list) */
-	unsigned n_confirms; /* after_ingest confirmations not yet answered */
-	unsigned n_closing;  /* stages whose close callback is outstanding */
+	unsigned n_upstream;	/* of n_files, looking up or hashing (catalogue work to come) */
+	uv_check_t flush_check; /* end of each loop iteration: ingest_flush_check() */
+	unsigned n_held;	/* of n_files, in IF_HELD (kept without walking the list) */
+	unsigned n_confirms;	/* after_ingest confirmations not yet answered */
+	unsigned n_closing;	/* stages whose close callback is outstanding */
 	uint64_t maint_ticks;
 	uint64_t db_down_since; /* uv_hrtime() when the database went away, 0 when up */
 	bool scan_done;		/* oneshot: the watcher finished its pass */
@@ -112,7 +116,8 @@ struct ingest {
 	struct known_folder *known; /* n_known, one per folder at start; NULL once freed */
 	size_t n_known;
 	bool known_requested;	/* the known files were asked for (first READY) */
-	bool known_gate;	/* `run` waits for them before its first scan */
+	bool known_gate;	/* `run` and `scan` wait for them before their first scan */
+	bool known_settled;	/* read, given up or waited for: ingest_known_ready() ran */
 	uv_timer_t known_timer; /* bounds that wait; then frees the sets once idle */
 	unsigned known_sweeps;	/* looks for idle so far */
 };
@@ -127,12 +132,23 @@ void ingest_retry_held(struct ingest *ing);
 void ingest_confirm_move(struct ingest *ing, const char *asset_id);
 struct folder_stats *ingest_folder_stats(struct ingest *ing, const struct folder_cfg *folder);
 void ingest_free_files(struct ingest *ing);
+/* uv_check callback: send catalogue requests that nothing will join soon. */
+void ingest_flush_check(uv_check_t *h);
 /* Read every folder's known files (first DB_READY); ingest_known_ready() when done. */
 void ingest_known_load(struct ingest *ing);
 void ingest_known_free(struct ingest *ing);
 /* watcher_opts.known: arg is the struct ingest. */
 bool ingest_file_known(const struct folder_cfg *folder, const char *relpath,
 		       const struct file_id *id, void *arg);
+/* Is the folder's set the whole ledger for it, so that a file it does not
+ * hold is new and needs no lookup? (read whole, while this node owned the
+ * folder and has owned it since) */
+bool ingest_known_complete(struct ingest *ing, const struct folder_cfg *folder);
+/* The folder was lost (owner): its set may miss what another node records. */
+void ingest_known_owner_lost(struct ingest *ing, const struct folder_cfg *folder);
+/* This node catalogued a file: its set, if it still has one, holds it now. */
+void ingest_known_recorded(struct ingest *ing, const struct folder_cfg *folder, const char *relpath,
+			   const struct file_id *id);
 
 /* daemon.c */
 void ingest_maybe_finish(struct ingest *ing);

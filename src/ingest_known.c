@@ -7,8 +7,20 @@
  * is what makes a restart over 100,000 catalogued files cheap. The sets only
  * ever answer "known" for files the ledger has; anything else (a set that
  * could not be read, a file catalogued since) takes the per-file lookup.
- * `run` waits for them before its first scan (ingest_known_gate), and they
- * are freed once the start-up scans are over.
+ * `run` and `scan` wait for them before their first scan (ingest_known_gate),
+ * and they are freed once the start-up scans are over.
+ *
+ * A set can also answer "new": when it was read whole while this node held
+ * the folder's lock (or without folder locks, where one node has the folder),
+ * and the lock was held ever since, no other node can have catalogued a file
+ * of the folder since the set was read, and this node adds what it catalogues
+ * itself (ingest_known_recorded). A file the set does not hold is then hashed
+ * at once, without a lookup round trip. The page queries go on the session's
+ * connection after the lock statements (daemon.c queues the owner round
+ * first), so when the first page answers, owner_owns() tells whether the
+ * lock was held when the pages were read. Should the answer ever be wrong
+ * (a set read before the lock was lost and taken back is never trusted),
+ * the cost is a hash: the record's ledger key still says "already".
  */
 #include <errno.h>
 #include <malloc.h>
@@ -77,6 +89,13 @@ static void known_page_cb(int status, int64_t last_id, int n, const char *hex, v
 
 	if (ing->stopping || !ing->known)
 		return;
+	if (!kf->started) {
+		const struct folder_cfg *folder =
+			config_find_folder(ing->cfg, kf->tenant, kf->path);
+
+		kf->started = true;
+		kf->trusted = folder && (!ing->owner || owner_owns(ing->owner, folder));
+	}
 	if (rc == 0)
 		rc = known_add_hex(kf->set, hex);
 	if (rc != 0) {
@@ -166,21 +185,52 @@ void ingest_known_free(struct ingest *ing)
 	ing->n_known = 0;
 }
 
-/* Is this exact file (path and identity, st_dev aside) in the ledger's set? */
-bool ingest_file_known(const struct folder_cfg *folder, const char *relpath,
-		       const struct file_id *id, void *arg)
+static struct known_folder *known_find(struct ingest *ing, const struct folder_cfg *folder)
 {
-	struct ingest *ing = arg;
 	size_t i;
 
 	for (i = 0; i < ing->n_known; i++) {
 		struct known_folder *kf = &ing->known[i];
 
-		if (kf->set && strcmp(kf->path, folder->path) == 0 &&
+		if (strcmp(kf->path, folder->path) == 0 &&
 		    strcmp(kf->tenant, folder->tenant->code) == 0)
-			return known_has(kf->set, relpath, id);
+			return kf;
 	}
-	return false;
+	return NULL;
+}
+
+/* Is this exact file (path and identity, st_dev aside) in the ledger's set? */
+bool ingest_file_known(const struct folder_cfg *folder, const char *relpath,
+		       const struct file_id *id, void *arg)
+{
+	struct known_folder *kf = known_find(arg, folder);
+
+	return kf && kf->set && known_has(kf->set, relpath, id);
+}
+
+bool ingest_known_complete(struct ingest *ing, const struct folder_cfg *folder)
+{
+	struct known_folder *kf = known_find(ing, folder);
+
+	return kf && kf->set && kf->done && kf->trusted;
+}
+
+void ingest_known_owner_lost(struct ingest *ing, const struct folder_cfg *folder)
+{
+	struct known_folder *kf = known_find(ing, folder);
+
+	if (kf)
+		kf->trusted = false;
+}
+
+void ingest_known_recorded(struct ingest *ing, const struct folder_cfg *folder, const char *relpath,
+			   const struct file_id *id)
+{
+	struct known_folder *kf = known_find(ing, folder);
+
+	/* Out of memory: the set can no longer say "new" for the folder. */
+	if (kf && kf->set && known_add(kf->set, relpath, id) != 0)
+		kf->trusted = false;
 }
 
 /* ---- the gate before the first scan, and freeing the sets after it -------- */
@@ -212,6 +262,7 @@ static void known_sweep_cb(uv_timer_t *t)
 		return;
 	ingest_known_free(ing);
 	uv_timer_stop(t);
+	log_debug("ingest", "start-up pass over: known-file sets freed; new files are looked up");
 	/* The scans' listings and the sets are gone: give the pages back. */
 	malloc_trim(0);
 }
@@ -243,6 +294,7 @@ void ingest_known_ready(struct ingest *ing)
 {
 	if (ing->stopping)
 		return;
+	ing->known_settled = true;
 	if (ing->known_gate) {
 		ing->known_gate = false;
 		ingest_start_watching(ing);

@@ -167,7 +167,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->reconcile_interval_s, 3600);
 	assert_int_equal(cfg->batch_max_files, 500);
 	assert_int_equal(cfg->batch_max_ms, 20);
-	assert_int_equal(cfg->hash_read_size, 1 << 20);
+	assert_int_equal(cfg->hash_read_size, 2 << 20);
 	assert_int_equal(cfg->max_held_files, 100000);
 	assert_non_null(cfg->node_name);
 	assert_true(cfg->node_name[0] != '\0');
