@@ -95,8 +95,8 @@ void catalog_ensure_partitions(struct catalog *c);
 unsigned catalog_held(const struct catalog *c); /* files waiting for the database */
 /*
  * Nothing more is coming soon: close the open lookup queue, and with records
- * also the record and move-confirmation queues, now rather than after
- * batch_max_ms (while the pipeline has room; else they keep filling).
+ * also the record queue, now rather than after batch_max_ms (while the
+ * pipeline has room; else they keep filling).
  */
 void catalog_flush(struct catalog *c, bool records);
 /*

@@ -194,7 +194,9 @@ void catalog_flush(struct catalog *c, bool records)
 	int k;
 
 	for (k = 0; k < K_NQUEUES; k++) {
-		if (!records && k != K_LOOKUP)
+		/* Confirmations come from files moving after their batch, a few per
+		 * iteration: they keep their timer and travel together. */
+		if (k == K_CONFIRM || (!records && k != K_LOOKUP))
 			continue;
 		if (c->q[k].n > 0 && !c->q[k].due) {
 			c->q[k].due = true;

@@ -206,9 +206,11 @@ static void on_db_state(struct db *db, enum db_state state, void *arg)
 			ing->known_requested = true;
 			ingest_known_load(ing);
 		}
-		/* After the known files' first page, so the scan is not kept waiting. */
-		if (!ing->stopping)
+		/* Not ahead of the known files' pages, which the first scan waits for. */
+		if (ing->known_settled)
 			catalog_warm_up(ing->catalog);
+		else
+			ing->warm_after_known = true;
 	} else if (state == DB_DOWN) {
 		/* No database to ask: the first scan need not wait for it. */
 		if (ing->known_gate)
@@ -389,6 +391,7 @@ static void reload(struct ingest *ing)
 	ing->owned_cfg = ncfg;
 	ing->cfg = ncfg;
 	ing->gen++;
+	ingest_known_untrust(ing);
 	if (sync_folder_stats(ing) != 0)
 		log_error("ingest", "out of memory while updating folder counters");
 	if (ing->catalog)

@@ -237,10 +237,19 @@ static void record_cb(const struct catalog_result *r, void *arg)
 	char esc[LOG_ESC_MAX], reason[512];
 
 	log_escape(f->relpath, esc, sizeof esc);
+	/*
+	 * "already" without an asset: the ledger has this file as a duplicate
+	 * (a start-up set that could say "new" skipped the lookup, and the sets
+	 * leave out duplicates still to be quarantined). The lookup says what
+	 * became of it, and retries a quarantine that did not happen.
+	 */
+	if (r->outcome == CAT_ALREADY && !r->asset_id[0]) {
+		start_lookup(f);
+		return;
+	}
 	/* In the ledger now: a start-up set that says "new" must not any more. */
-	if (ing->known && file_current(f) &&
-	    (r->outcome == CAT_INGESTED || r->outcome == CAT_ALREADY ||
-	     r->outcome == CAT_DUP_SKIPPED))
+	if (ing->known && (r->outcome == CAT_INGESTED || r->outcome == CAT_ALREADY ||
+			   r->outcome == CAT_DUP_SKIPPED))
 		ingest_known_recorded(ing, f->folder, f->relpath, &f->id);
 	switch (r->outcome) {
 	case CAT_INGESTED:

@@ -118,6 +118,7 @@ struct ingest {
 	bool known_requested;	/* the known files were asked for (first READY) */
 	bool known_gate;	/* `run` and `scan` wait for them before their first scan */
 	bool known_settled;	/* read, given up or waited for: ingest_known_ready() ran */
+	bool warm_after_known;	/* catalog_warm_up() once they are */
 	uv_timer_t known_timer; /* bounds that wait; then frees the sets once idle */
 	unsigned known_sweeps;	/* looks for idle so far */
 };
@@ -146,6 +147,8 @@ bool ingest_file_known(const struct folder_cfg *folder, const char *relpath,
 bool ingest_known_complete(struct ingest *ing, const struct folder_cfg *folder);
 /* The folder was lost (owner): its set may miss what another node records. */
 void ingest_known_owner_lost(struct ingest *ing, const struct folder_cfg *folder);
+/* A reload: no set answers "new" any more. */
+void ingest_known_untrust(struct ingest *ing);
 /* This node catalogued a file: its set, if it still has one, holds it now. */
 void ingest_known_recorded(struct ingest *ing, const struct folder_cfg *folder, const char *relpath,
 			   const struct file_id *id);

@@ -11,16 +11,19 @@
  * and they are freed once the start-up scans are over.
  *
  * A set can also answer "new": when it was read whole while this node held
- * the folder's lock (or without folder locks, where one node has the folder),
- * and the lock was held ever since, no other node can have catalogued a file
- * of the folder since the set was read, and this node adds what it catalogues
- * itself (ingest_known_recorded). A file the set does not hold is then hashed
- * at once, without a lookup round trip. The page queries go on the session's
- * connection after the lock statements (daemon.c queues the owner round
- * first), so when the first page answers, owner_owns() tells whether the
- * lock was held when the pages were read. Should the answer ever be wrong
- * (a set read before the lock was lost and taken back is never trusted),
- * the cost is a hash: the record's ledger key still says "already".
+ * the folder's lock, and the lock was held ever since, no other node can have
+ * catalogued a file of the folder since the set was read, and this node adds
+ * what it catalogues itself (ingest_known_recorded). A file the set does not
+ * hold is then hashed at once, without a lookup round trip. The page queries
+ * go on the session's connection after the lock statements (daemon.c queues
+ * the owner round first), so when the first page answers, owner_owns() tells
+ * whether the lock was held when the pages were read. A lost lock, a reload
+ * (which may drop and retake folders, and whose new tenants are upserted
+ * after files are already reported) and running without folder locks all
+ * leave the sets unable to say "new". The one kind of ledger row the sets
+ * leave out on purpose, a duplicate whose quarantine is still to be done
+ * (sql/007), comes back from the record as "already" without an asset, and
+ * ingest.c then asks the lookup, which says what to do with it.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -94,7 +97,9 @@ static void known_page_cb(int status, int64_t last_id, int n, const char *hex, v
 			config_find_folder(ing->cfg, kf->tenant, kf->path);
 
 		kf->started = true;
-		kf->trusted = folder && (!ing->owner || owner_owns(ing->owner, folder));
+		/* Only under a lock: without folder locks other nodes may ingest
+		 * the folder too (docs/configuration.md, folder_locks). */
+		kf->trusted = folder && ing->owner && owner_owns(ing->owner, folder);
 	}
 	if (rc == 0)
 		rc = known_add_hex(kf->set, hex);
@@ -223,6 +228,14 @@ void ingest_known_owner_lost(struct ingest *ing, const struct folder_cfg *folder
 		kf->trusted = false;
 }
 
+void ingest_known_untrust(struct ingest *ing)
+{
+	size_t i;
+
+	for (i = 0; i < ing->n_known; i++)
+		ing->known[i].trusted = false;
+}
+
 void ingest_known_recorded(struct ingest *ing, const struct folder_cfg *folder, const char *relpath,
 			   const struct file_id *id)
 {
@@ -295,6 +308,11 @@ void ingest_known_ready(struct ingest *ing)
 	if (ing->stopping)
 		return;
 	ing->known_settled = true;
+	if (ing->warm_after_known) {
+		ing->warm_after_known = false;
+		if (ing->catalog)
+			catalog_warm_up(ing->catalog);
+	}
 	if (ing->known_gate) {
 		ing->known_gate = false;
 		ingest_start_watching(ing);

@@ -14,7 +14,10 @@
 #     one new file is looked up (one mam_ingest_lookup call besides the
 #     warm-up) and catalogued,
 #     each stage sent at once (well within 30 s, where the timers would take
-#     two minutes).
+#     two minutes);
+#   - without folder locks another node may ingest the folder too, so the
+#     set never says "new": `scan` over 50 more files looks them up (at least
+#     one mam_ingest_lookup call besides the warm-up).
 . "${MAM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/common.sh"
 . "$MAM_SRC/tests/integration/lib_ingest.sh"
 ing_require
@@ -66,4 +69,16 @@ assert_eq "$(summary "$T/daemon.log")" "hashed=1 catalogued=1 known=300 failed=0
 _counted2() { [ "$(calls mam_ingest_lookup)" -gt "$l1" ]; }
 wait_for 10 "the daemon's function counts" _counted2
 assert_eq $(($(calls mam_ingest_lookup) - l1 - 1)) 1 "run: lookups (the late file)"
+# Without folder locks: the set cannot say "new".
+sed 's/^ingest:$/ingest:\n  folder_locks: false/' "$CFG" >"$T/nolock.yaml"
+cfg_finish "$T/nolock.yaml"
+grep -q '^  folder_locks: false$' "$T/nolock.yaml" || fail "config: folder_locks not set"
+gen_split "$DROP/more" 50 4096 m
+wait_settled "$DROP" 400
+l2=$(calls mam_ingest_lookup)
+"$MAM_BIN" scan -c "$T/nolock.yaml" >"$T/scan-nolock.log" 2>&1 || { tail -20 "$T/scan-nolock.log" >&2; fail "scan without folder locks failed"; }
+assert_eq "$(summary "$T/scan-nolock.log")" "hashed=50 catalogued=50 known=301 failed=0" "scan without folder locks"
+_counted3() { [ "$(calls mam_ingest_lookup)" -ge $((l2 + 2)) ]; }
+wait_for 10 "lookups of the scan without folder locks" _counted3
+log "scan without folder locks: $(($(calls mam_ingest_lookup) - l2 - 1)) lookup calls"
 log "PASS"
