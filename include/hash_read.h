@@ -21,4 +21,7 @@
 int hash_fd_detect(int fd, const struct stat *st, size_t read_size, enum hash_io io, char hex[65],
 		   uint64_t *bytes, char *mime, size_t mimesz);
 
+/* The CPUs this process may run on (its affinity mask), at least 1. */
+unsigned hash_cpus(void);
+
 #endif

@@ -1,8 +1,8 @@
 /*
  * Content type detection with libmagic for the hasher's worker threads.
  * A magic_t is not safe to share between threads, and loading the compiled
- * database costs milliseconds, so each threadpool thread gets its own handle,
- * created on first use and closed when the thread exits.
+ * database costs milliseconds and megabytes, so loaded handles are kept in a
+ * pool of at most one per usable CPU and lent to one call at a time.
  */
 #ifndef MAM_MIME_H
 #define MAM_MIME_H
@@ -19,5 +19,13 @@ int mime_detect_buffer(const void *buf, size_t len, char *out, size_t outsz);
  * media, RIFF WAVE/AVI/WebP, JPEG, PNG, MXF), exactly as libmagic names
  * them, or NULL when buf starts with none of their signatures. Pure. */
 const char *mime_media_signature(const void *buf, size_t len);
+
+/* Load a handle into the pool now (a threadpool job at start), so the first
+ * file does not wait for it. */
+void mime_warm_up(void);
+/* Handles loaded so far (borrowed or free). */
+unsigned mime_handles(void);
+/* Close the free handles (at exit, once no detection runs). */
+void mime_release(void);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "ingest_int.h"
 #include "log.h"
+#include "mime.h"
 #include "notify.h"
 #include "util.h"
 
@@ -523,6 +524,12 @@ void ingest_backlog_check(struct ingest *ing)
 	uv_timer_start(&ing->progress, progress_cb, PROGRESS_MS, PROGRESS_MS);
 }
 
+static void mime_warm_cb(uv_work_t *req)
+{
+	(void)req;
+	mime_warm_up();
+}
+
 static int ingest_setup(struct ingest *ing)
 {
 	struct watcher_opts wopts = {
@@ -545,6 +552,8 @@ static int ingest_setup(struct ingest *ing)
 			return rc;
 		}
 		catalog_set_startup_cbs(ing->catalog, tenant_cb, pending_move_cb, ing);
+		/* libmagic's first handle loads while the database connects. */
+		uv_queue_work(&ing->loop, &ing->mime_warm, mime_warm_cb, NULL);
 		/* "mam-ingest run[PID]@NODE": pg_stat_activity then names the process. */
 		snprintf(appname, sizeof appname, "mam-ingest %s[%ld]@%s",
 			 ing->opts->oneshot ? "scan" : "run", (long)getpid(),
@@ -649,6 +658,7 @@ int ingest_main(const struct config *cfg, const struct ingest_opts *opts)
 	uv_run(&ing->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&ing->loop) != 0)
 		log_warnx("ingest", "event loop closed with handles still open");
+	mime_release();
 	rc = ing->exit_code;
 	if (!opts->no_db && !opts->dry_run)
 		log_info("ingest", "summary: hashed=%llu catalogued=%llu known=%llu failed=%llu",

@@ -159,10 +159,15 @@ static void count_cpus(void)
 	online_cpus = n > 0 ? (unsigned)n : 1;
 }
 
-static bool spare_cpu(void)
+unsigned hash_cpus(void)
 {
 	pthread_once(&cpus_once, count_cpus);
-	return atomic_load_explicit(&loops_running, memory_order_relaxed) < online_cpus;
+	return online_cpus;
+}
+
+static bool spare_cpu(void)
+{
+	return atomic_load_explicit(&loops_running, memory_order_relaxed) < hash_cpus();
 }
 
 static void *pipe_reader(void *arg)

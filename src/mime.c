@@ -1,10 +1,7 @@
 /*
  * Content type and asset type of a file being ingested. libmagic looks at the
  * first bytes (the hasher passes the first buffer it read, so detection costs
- * no extra I/O). A magic_t is not thread-safe; rather than serialise every
- * hashing thread on one mutex, each threadpool thread lazily opens its own
- * handle, kept in a pthread key whose destructor closes it when the thread
- * exits (so nothing leaks when libuv joins its threads at exit). Many camera
+ * no extra I/O). Handles come from a small pool (below). Many camera
  * raw and broadcast formats are application/octet-stream to libmagic, so the
  * asset type falls back on the file name's extension.
  *
@@ -23,7 +20,7 @@
  * Anything else still goes to libmagic.
  */
 #include "mime.h"
-#include "hasher.h"
+#include "hash_read.h"
 
 #include <errno.h>
 #include <magic.h>
@@ -32,40 +29,104 @@
 #include <string.h>
 #include <strings.h>
 
-static pthread_key_t magic_key;
-static pthread_once_t magic_once = PTHREAD_ONCE_INIT;
-static int magic_key_err;
+/*
+ * libmagic handles. A magic_t is not safe to share between threads, and a
+ * loaded one costs about 2 MiB of its own plus its mapping of the compiled
+ * database (8 MiB, most of it touched by the first call: 12 ms here). The
+ * handles live in a pool of at most one per usable CPU (detection is CPU
+ * work: more could not run at once): a thread borrows one for a call and
+ * gives it back. mime_warm_up() loads one ahead of the first file.
+ */
+#define POOL_MAX 64
 
-static void magic_destroy(void *p)
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static magic_t pool[POOL_MAX]; /* pool[0 .. pool_free) are free */
+static unsigned pool_free, pool_made;
+
+static unsigned pool_limit(void)
 {
-	magic_close((magic_t)p);
+	unsigned n = hash_cpus();
+
+	return n > POOL_MAX ? POOL_MAX : n;
 }
 
-static void magic_key_init(void)
+static magic_t magic_new(void)
 {
-	magic_key_err = pthread_key_create(&magic_key, magic_destroy);
+	magic_t m = magic_open(MAGIC_MIME_TYPE | MAGIC_ERROR);
+
+	if (m && magic_load(m, NULL) != 0) {
+		magic_close(m);
+		m = NULL;
+	}
+	return m;
 }
 
-/* This thread's handle, opened and loaded on first use; NULL when libmagic
- * cannot be loaded (missing database), in which case we retry next time. */
-static magic_t thread_magic(void)
+/* A free handle, a new one while the pool is below its limit, else wait.
+ * NULL when libmagic cannot be loaded (missing database): tried again on
+ * the next call. */
+static magic_t pool_get(void)
 {
 	magic_t m;
 
-	pthread_once(&magic_once, magic_key_init);
-	if (magic_key_err)
-		return NULL;
-	m = pthread_getspecific(magic_key);
-	if (m)
+	pthread_mutex_lock(&pool_mu);
+	while (pool_free == 0 && pool_made >= pool_limit())
+		pthread_cond_wait(&pool_cv, &pool_mu);
+	if (pool_free > 0) {
+		m = pool[--pool_free];
+		pthread_mutex_unlock(&pool_mu);
 		return m;
-	m = magic_open(MAGIC_MIME_TYPE | MAGIC_ERROR);
-	if (!m)
-		return NULL;
-	if (magic_load(m, NULL) != 0 || pthread_setspecific(magic_key, m) != 0) {
-		magic_close(m);
-		return NULL;
+	}
+	pool_made++;
+	pthread_mutex_unlock(&pool_mu);
+	/* Loaded outside the lock: the others keep detecting meanwhile. */
+	m = magic_new();
+	if (!m) {
+		pthread_mutex_lock(&pool_mu);
+		pool_made--;
+		pthread_cond_signal(&pool_cv);
+		pthread_mutex_unlock(&pool_mu);
 	}
 	return m;
+}
+
+static void pool_put(magic_t m)
+{
+	pthread_mutex_lock(&pool_mu);
+	pool[pool_free++] = m;
+	pthread_cond_signal(&pool_cv);
+	pthread_mutex_unlock(&pool_mu);
+}
+
+void mime_warm_up(void)
+{
+	magic_t m = pool_get();
+
+	if (m) {
+		/* The first call faults in the database's pages. */
+		(void)magic_buffer(m, "", 1);
+		pool_put(m);
+	}
+}
+
+unsigned mime_handles(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&pool_mu);
+	n = pool_made;
+	pthread_mutex_unlock(&pool_mu);
+	return n;
+}
+
+void mime_release(void)
+{
+	pthread_mutex_lock(&pool_mu);
+	while (pool_free > 0) {
+		magic_close(pool[--pool_free]);
+		pool_made--;
+	}
+	pthread_mutex_unlock(&pool_mu);
 }
 
 /* ISO base media major brands (box "ftyp" at offset 4, brand at 8) and the
@@ -125,15 +186,19 @@ int mime_detect_buffer(const void *buf, size_t len, char *out, size_t outsz)
 		snprintf(out, outsz, "%s", t);
 		return 0;
 	}
-	m = thread_magic();
+	m = pool_get();
 	if (!m) {
 		ret = -ENOENT;
 	} else {
 		t = magic_buffer(m, buf, len);
 		if (!t)
 			ret = -EIO;
+		/* t lives in m until its next call: copied before m goes back. */
+		snprintf(out, outsz, "%s", t ? t : "application/octet-stream");
+		pool_put(m);
+		return ret;
 	}
-	snprintf(out, outsz, "%s", t ? t : "application/octet-stream");
+	snprintf(out, outsz, "%s", "application/octet-stream");
 	return ret;
 }
 

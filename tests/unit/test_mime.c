@@ -12,6 +12,8 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <cmocka.h>
 #include <magic.h>
 
+#include "hash_read.h"
 #include "hasher.h"
 #include "mime.h"
 
@@ -242,6 +245,73 @@ static void test_signatures_agree_with_libmagic(void **state)
 	assert_null(mime_media_signature(h_a_mxf, 13));
 }
 
+/*
+ * The handle pool: more threads than usable CPUs detect at once, each answer
+ * is right (a handle is never used by two calls at once, and its answer is
+ * copied before it goes back), and no more handles are loaded than CPUs.
+ */
+#define POOL_THREADS 6
+#define POOL_ROUNDS  40
+
+static atomic_uint pool_wrong;
+
+static void *pool_thread(void *arg)
+{
+	static const char txt[] = "hello world\nthis is a plain text file.\n";
+	static const char gif[] = "GIF89a\x40\x00\x30\x00\xf7\x00\x00\x00\x00\x00";
+	unsigned char rnd[1024];
+	uint32_t x = 2463534242u + (uint32_t)(uintptr_t)arg;
+	char out[128];
+	int i;
+
+	for (i = 0; i < (int)sizeof rnd; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		rnd[i] = (unsigned char)(x >> 24);
+	}
+	for (i = 0; i < POOL_ROUNDS; i++) {
+		mime_detect_buffer(txt, sizeof txt - 1, out, sizeof out);
+		if (strcmp(out, "text/plain") != 0)
+			atomic_fetch_add(&pool_wrong, 1);
+		mime_detect_buffer(gif, sizeof gif - 1, out, sizeof out);
+		if (strcmp(out, "image/gif") != 0)
+			atomic_fetch_add(&pool_wrong, 1);
+		mime_detect_buffer(rnd, sizeof rnd, out, sizeof out);
+		if (strcmp(out, "application/octet-stream") != 0)
+			atomic_fetch_add(&pool_wrong, 1);
+	}
+	return NULL;
+}
+
+static void test_handle_pool(void **state)
+{
+	pthread_t thr[POOL_THREADS];
+	char out[128];
+	uintptr_t i;
+
+	(void)state;
+	mime_release();
+	assert_int_equal(mime_handles(), 0);
+	mime_warm_up();
+	assert_int_equal(mime_handles(), 1);
+	for (i = 0; i < POOL_THREADS; i++)
+		assert_int_equal(pthread_create(&thr[i], NULL, pool_thread, (void *)i), 0);
+	for (i = 0; i < POOL_THREADS; i++)
+		pthread_join(thr[i], NULL);
+	print_message("%u handles for %d threads on %u CPUs\n", mime_handles(), POOL_THREADS,
+		      hash_cpus());
+	assert_int_equal(atomic_load(&pool_wrong), 0);
+	assert_in_range(mime_handles(), 1, hash_cpus() < POOL_THREADS ? hash_cpus() : POOL_THREADS);
+	mime_release();
+	assert_int_equal(mime_handles(), 0);
+	/* Released is not broken: the next call loads one again. */
+	assert_int_equal(mime_detect_buffer("GIF89a", 6, out, sizeof out), 0);
+	assert_string_equal(out, "image/gif");
+	assert_int_equal(mime_handles(), 1);
+	mime_release();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_asset_types),
 		cmocka_unit_test(test_text_and_random),
 		cmocka_unit_test(test_signatures_agree_with_libmagic),
+		cmocka_unit_test(test_handle_pool),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
