@@ -40,6 +40,14 @@ unshare -m --propagation private -- sh -c "$OVL" 2>"$T/ovl.err" ||
 NFOLDERS=2
 node_cfg node-a "$PA" "$D1" "$D2"
 node_cfg node-b "$PB" "$D1" "$D2"
+# B sees the folders through the overlays, and a file the test drops through
+# the host's path raises no inotify event in B's view, just as a change made
+# by another NFS client raises none on this one. So B polls them, as a node on
+# a shared mount does (mode auto picks poll for NFS and SMB; the overlay looks
+# local). In events mode B saw only what its first scan listed: a takeover
+# within ~0.2 s of the kill missed the last files dropped.
+sed -i 's/^        after_ingest: leave$/&\n        mode: poll\n        poll_interval_ms: 500/' "$T/node-b.yaml"
+assert_eq "$(grep -c '^        mode: poll$' "$T/node-b.yaml")" 2 "B's folders in poll mode"
 
 pg_start
 ing_migrate "$T/node-a.yaml"
