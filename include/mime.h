@@ -20,9 +20,6 @@ int mime_detect_buffer(const void *buf, size_t len, char *out, size_t outsz);
  * them, or NULL when buf starts with none of their signatures. Pure. */
 const char *mime_media_signature(const void *buf, size_t len);
 
-/* Load a handle into the pool now (a threadpool job at start), so the first
- * file does not wait for it. */
-void mime_warm_up(void);
 /* Handles loaded so far (borrowed or free). */
 unsigned mime_handles(void);
 /* Close the free handles (at exit, once no detection runs). */

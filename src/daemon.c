@@ -524,12 +524,6 @@ void ingest_backlog_check(struct ingest *ing)
 	uv_timer_start(&ing->progress, progress_cb, PROGRESS_MS, PROGRESS_MS);
 }
 
-static void mime_warm_cb(uv_work_t *req)
-{
-	(void)req;
-	mime_warm_up();
-}
-
 static int ingest_setup(struct ingest *ing)
 {
 	struct watcher_opts wopts = {
@@ -552,8 +546,6 @@ static int ingest_setup(struct ingest *ing)
 			return rc;
 		}
 		catalog_set_startup_cbs(ing->catalog, tenant_cb, pending_move_cb, ing);
-		/* libmagic's first handle loads while the database connects. */
-		uv_queue_work(&ing->loop, &ing->mime_warm, mime_warm_cb, NULL);
 		/* "mam-ingest run[PID]@NODE": pg_stat_activity then names the process. */
 		snprintf(appname, sizeof appname, "mam-ingest %s[%ld]@%s",
 			 ing->opts->oneshot ? "scan" : "run", (long)getpid(),

@@ -95,7 +95,6 @@ struct ingest {
 	unsigned n_files;
 	unsigned n_upstream;	/* of n_files, looking up or hashing (catalogue work to come) */
 	uv_check_t flush_check; /* end of each loop iteration: ingest_flush_check() */
-	uv_work_t mime_warm;	/* libmagic's first handle, loaded at start */
 	unsigned n_held;	/* of n_files, in IF_HELD (kept without walking the list) */
 	unsigned n_confirms;	/* after_ingest confirmations not yet answered */
 	unsigned n_closing;	/* stages whose close callback is outstanding */

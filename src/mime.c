@@ -35,7 +35,9 @@
  * database (8 MiB, most of it touched by the first call: 12 ms here). The
  * handles live in a pool of at most one per usable CPU (detection is CPU
  * work: more could not run at once): a thread borrows one for a call and
- * gives it back. mime_warm_up() loads one ahead of the first file.
+ * gives it back. A handle is loaded on first need, not at start: loading it
+ * ahead would only pay off by faulting in the database with a real-sized
+ * call (5-12 ms once), which would add those 6 MiB to every idle daemon.
  */
 #define POOL_MAX 64
 
@@ -96,17 +98,6 @@ static void pool_put(magic_t m)
 	pool[pool_free++] = m;
 	pthread_cond_signal(&pool_cv);
 	pthread_mutex_unlock(&pool_mu);
-}
-
-void mime_warm_up(void)
-{
-	magic_t m = pool_get();
-
-	if (m) {
-		/* The first call faults in the database's pages. */
-		(void)magic_buffer(m, "", 1);
-		pool_put(m);
-	}
 }
 
 unsigned mime_handles(void)

@@ -293,7 +293,11 @@ static void test_handle_pool(void **state)
 	(void)state;
 	mime_release();
 	assert_int_equal(mime_handles(), 0);
-	mime_warm_up();
+	/* Loaded on first need, then lent again. */
+	assert_int_equal(mime_detect_buffer("GIF89a", 6, out, sizeof out), 0);
+	assert_string_equal(out, "image/gif");
+	assert_int_equal(mime_handles(), 1);
+	assert_int_equal(mime_detect_buffer("GIF89a", 6, out, sizeof out), 0);
 	assert_int_equal(mime_handles(), 1);
 	for (i = 0; i < POOL_THREADS; i++)
 		assert_int_equal(pthread_create(&thr[i], NULL, pool_thread, (void *)i), 0);
