@@ -171,7 +171,6 @@ int mime_detect_buffer(const void *buf, size_t len, char *out, size_t outsz)
 {
 	const char *t = mime_media_signature(buf, len);
 	magic_t m;
-	int ret = 0;
 
 	if (t) {
 		snprintf(out, outsz, "%s", t);
@@ -179,18 +178,14 @@ int mime_detect_buffer(const void *buf, size_t len, char *out, size_t outsz)
 	}
 	m = pool_get();
 	if (!m) {
-		ret = -ENOENT;
-	} else {
-		t = magic_buffer(m, buf, len);
-		if (!t)
-			ret = -EIO;
-		/* t lives in m until its next call: copied before m goes back. */
-		snprintf(out, outsz, "%s", t ? t : "application/octet-stream");
-		pool_put(m);
-		return ret;
+		snprintf(out, outsz, "%s", "application/octet-stream");
+		return -ENOENT;
 	}
-	snprintf(out, outsz, "%s", "application/octet-stream");
-	return ret;
+	t = magic_buffer(m, buf, len);
+	/* t lives in m until its next call: copied before m goes back. */
+	snprintf(out, outsz, "%s", t ? t : "application/octet-stream");
+	pool_put(m);
+	return t ? 0 : -EIO;
 }
 
 static const char *const video_ext[] = {"mov", "mp4",  "mxf", "mkv",  "avi", "m4v",  "mts", "m2ts",

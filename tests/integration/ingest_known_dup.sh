@@ -21,10 +21,6 @@ CFG=$T/mam.yaml
 cfg_tenant "$CFG" 300 kq "Known duplicate test" "$DROP" "on_duplicate: quarantine" "quarantine_to: $QDIR"
 pg_start
 ing_migrate "$CFG"
-sha256() { openssl dgst -sha256 -r "$1" | cut -d' ' -f1; }
-assets() {
-	psql_q "SELECT count(*) FROM assets a JOIN tenants t ON t.id = a.tenant_id WHERE t.code = 'kq'"
-}
 scan() { # scan LOG
 	"$MAM_BIN" scan -c "$CFG" >"$1" 2>&1 || { tail -20 "$1" >&2; fail "scan failed ($1)"; }
 }
@@ -45,7 +41,7 @@ grep -qiE 'quarantine.*(not a directory|file exists)|could not quarantine' "$T/s
 [ -f "$DROP/dup.bin" ] || fail "dup.bin left the drop folder although it could not be quarantined"
 assert_eq "$(psql_q "SELECT outcome FROM ingest_ledger WHERE relpath = 'dup.bin'")" duplicate_quarantined \
 	"ledger outcome of dup.bin"
-assert_eq "$(assets)" 1 "assets after the failed quarantine"
+assert_eq "$(asset_count kq)" 1 "assets after the failed quarantine"
 
 rm "$QDIR"
 scan "$T/scan3.log"
@@ -54,5 +50,5 @@ assert_eq "$(sha256 "$QDIR/dup.bin")" "$SHA" "quarantined dup.bin's bytes"
 grep -q 'duplicate of asset' "$QDIR/dup.bin.reason.json" ||
 	fail "reason file: $(cat "$QDIR/dup.bin.reason.json" 2>&1)"
 assert_eq "$(sha256 "$DROP/orig.bin")" "$SHA" "orig.bin"
-assert_eq "$(assets)" 1 "assets after the quarantine"
+assert_eq "$(asset_count kq)" 1 "assets after the quarantine"
 log "PASS"
