@@ -3,7 +3,7 @@
  * file ready to be recorded.
  *
  * ffmpeg writes to a temporary name beside the final one (unique per process
- * and claim); the threadpool hashes it (SHA-256, OpenSSL EVP, 1 MiB reads),
+ * and claim); the threadpool hashes it (SHA-256, OpenSSL, 1 MiB reads),
  * fsyncs and renames it into place, so the catalogue never points at a
  * half-written file and a worker that dies mid-job leaves only a temporary
  * file, which the next run of the job removes. Progress comes from ffmpeg's
@@ -12,7 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,7 @@
 
 #include "derive.h"
 #include "log.h"
+#include "sha256.h"
 #include "util.h"
 
 #define THUMB_BOX	     480  /* thumbnails fit in THUMB_BOX x THUMB_BOX */
@@ -50,9 +51,10 @@ static int mkdir_p(char *path)
 static void hash_work(uv_work_t *w)
 {
 	struct job *job = container_of(w, struct job, work);
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0, i;
-	EVP_MD_CTX *ctx = NULL;
+	unsigned char md[SHA256_LEN];
+	unsigned i;
+	struct sha256 s;
+	bool hashing = false;
 	struct stat st;
 	char *buf = NULL;
 	ssize_t n;
@@ -67,21 +69,26 @@ static void hash_work(uv_work_t *w)
 		return;
 	}
 	buf = malloc(HASH_READ_SIZE);
-	ctx = EVP_MD_CTX_new();
-	if (!buf || !ctx || fstat(fd, &st) != 0 ||
-	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+	if (!buf || fstat(fd, &st) != 0 || !(hashing = sha256_init(&s) == 0)) {
 		job->work_err = errno ? -errno : -ENOMEM;
 		snprintf(job->work_what, sizeof job->work_what, "prepare hashing of");
 		goto out;
 	}
 	while ((n = read(fd, buf, HASH_READ_SIZE)) > 0)
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
-	if (n < 0 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
+		sha256_update(&s, buf, (size_t)n);
+	hashing = false;
+	if (n < 0) {
+		int err = errno;
+
+		sha256_drop(&s);
+		errno = err;
+	}
+	if (n < 0 || sha256_final(&s, md) != 0) {
 		job->work_err = n < 0 ? -errno : -EIO;
 		snprintf(job->work_what, sizeof job->work_what, "read");
 		goto out;
 	}
-	for (i = 0; i < mdlen; i++)
+	for (i = 0; i < SHA256_LEN; i++)
 		snprintf(job->sha256 + 2 * i, 3, "%02x", md[i]);
 	job->out_size = (int64_t)st.st_size;
 	if (st.st_size == 0) {
@@ -95,7 +102,8 @@ static void hash_work(uv_work_t *w)
 		snprintf(job->work_what, sizeof job->work_what, "write");
 	}
 out:
-	EVP_MD_CTX_free(ctx);
+	if (hashing)
+		sha256_drop(&s);
 	free(buf);
 	close(fd);
 }

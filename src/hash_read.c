@@ -17,9 +17,9 @@
 #include "hash_read.h"
 #include "hasher.h"
 #include "mime.h"
+#include "sha256.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -64,7 +64,7 @@ static int read_retry(int fd, unsigned char *buf, size_t len, ssize_t *out)
  * also goes to libmagic.
  */
 struct digest {
-	EVP_MD_CTX *ctx;
+	struct sha256 sha;
 	uint64_t total;
 	bool first;
 	char *mime;
@@ -82,7 +82,7 @@ static int digest_chunk(struct digest *d, const unsigned char *p, ssize_t n)
 	d->first = false;
 	if (n == 0)
 		return 1;
-	if (EVP_DigestUpdate(d->ctx, p, (size_t)n) != 1)
+	if (sha256_update(&d->sha, p, (size_t)n) != 0)
 		return -EIO;
 	d->total += (uint64_t)n;
 	return 0;
@@ -355,33 +355,25 @@ static int hash_fd_buf(int fd, unsigned char *buf, size_t bufsz, size_t slot, bo
 		       enum hash_io io, char hex[65], uint64_t *bytes, char *mime, size_t mimesz)
 {
 	struct digest d = {.first = true, .mime = mime, .mimesz = mimesz};
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	unsigned char md[SHA256_LEN];
 	int ret;
 
-	d.ctx = EVP_MD_CTX_new();
-	if (!d.ctx)
+	if (sha256_init(&d.sha) != 0)
 		return -ENOMEM;
-	if (EVP_DigestInit_ex(d.ctx, EVP_sha256(), NULL) != 1) {
-		ret = -EIO;
-		goto out;
-	}
 	if (big)
 		ret = hash_loop(&d, fd, buf, slot, io);
 	else
 		ret = hash_serial(&d, fd, buf, bufsz);
-	if (ret != 0)
-		goto out;
-	if (EVP_DigestFinal_ex(d.ctx, md, &mdlen) != 1 || mdlen != 32) {
-		ret = -EIO;
-		goto out;
+	if (ret != 0) {
+		sha256_drop(&d.sha);
+		return ret;
 	}
+	if (sha256_final(&d.sha, md) != 0)
+		return -EIO;
 	hex_digest(md, hex);
 	if (bytes)
 		*bytes = d.total;
-out:
-	EVP_MD_CTX_free(d.ctx);
-	return ret;
+	return 0;
 }
 
 int hash_fd_detect(int fd, const struct stat *st, size_t read_size, enum hash_io io, char hex[65],

@@ -22,7 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
 #include <uv.h>
 
 #include "ingest_int.h"
@@ -114,9 +113,14 @@ static void uuid_v4(char out[37])
 {
 	unsigned char b[16];
 
-	if (RAND_bytes(b, sizeof b) != 1) {
-		/* RAND_bytes only fails when the system has no entropy source. */
-		log_error("ingest", "could not generate random bytes for an asset id");
+	/* getrandom(2) through libuv, not RAND_bytes: OpenSSL's DRBG would load
+	 * its provider machinery (2 MiB of libcrypto per daemon) for 16 bytes. */
+	int rc = uv_random(NULL, NULL, b, sizeof b, 0, NULL);
+
+	if (rc != 0) {
+		/* Only when the kernel has no entropy source at all. */
+		log_error("ingest", "could not generate random bytes for an asset id: %s",
+			  uv_strerror(rc));
 		abort();
 	}
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,17 @@ int main(int argc, char **argv)
 	int c, rc, i;
 
 	log_init("mam-ingest");
+	/*
+	 * One malloc arena for every thread. glibc gives each threadpool thread
+	 * its own arena, and what a directory scan allocated there and freed
+	 * stays resident in it: about 300 KiB per thread, 1.2 MiB of a daemon
+	 * holding 100,000 files (the memory benchmark). The threads allocate
+	 * little (buffers for big files are mapped), and glibc's per-thread
+	 * cache serves small blocks without the arena lock. MALLOC_ARENA_MAX
+	 * in the environment still overrides it.
+	 */
+	if (!getenv("MALLOC_ARENA_MAX"))
+		mallopt(M_ARENA_MAX, 1);
 	/* Options may come before or after the command: find the command first. */
 	for (i = 1; i < argc; i++) {
 		size_t k;

@@ -26,10 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "log.h"
 #include "owner.h"
+#include "sha256.h"
 #include "util.h"
 
 enum fl_state {
@@ -87,19 +86,20 @@ _Static_assert(OWNER_LOCK_CLASS == 1835101542, "CLASS_STR must match OWNER_LOCK_
 
 int32_t owner_folder_key(const char *tenant_code, const char *path)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[SHA256_LEN];
+	struct sha256 s;
 	uint32_t k = 0;
 
 	/* SHA-256 rather than hashtext(): documented, stable across PostgreSQL
 	 * versions, and computable in SQL from the same bytes (owner.h). */
-	if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-	    EVP_DigestUpdate(ctx, tenant_code, strlen(tenant_code)) == 1 &&
-	    EVP_DigestUpdate(ctx, ":", 1) == 1 && EVP_DigestUpdate(ctx, path, strlen(path)) == 1 &&
-	    EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= 4)
+	if (sha256_init(&s) != 0)
+		return 0;
+	if (sha256_update(&s, tenant_code, strlen(tenant_code)) == 0 &&
+	    sha256_update(&s, ":", 1) == 0 && sha256_update(&s, path, strlen(path)) == 0 &&
+	    sha256_final(&s, md) == 0)
 		k = (uint32_t)md[0] << 24 | (uint32_t)md[1] << 16 | (uint32_t)md[2] << 8 | md[3];
-	EVP_MD_CTX_free(ctx);
+	else
+		sha256_drop(&s);
 	return (int32_t)k;
 }
 

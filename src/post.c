@@ -14,12 +14,12 @@
 #include "post.h"
 #include "hasher.h"
 #include "log.h"
+#include "sha256.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -205,16 +205,17 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 static int copy_hashing(int sfd, int tfd, char hex[65])
 {
 	static const char digits[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE], *buf;
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[SHA256_LEN], *buf;
+	struct sha256 s;
 	ssize_t n;
 	int ret = 0;
 
 	buf = malloc(COPY_BUF);
-	if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		ret = -ENOMEM;
-		goto out;
+	if (!buf)
+		return -ENOMEM;
+	if (sha256_init(&s) != 0) {
+		free(buf);
+		return -ENOMEM;
 	}
 	for (;;) {
 		n = read(sfd, buf, COPY_BUF);
@@ -224,7 +225,7 @@ static int copy_hashing(int sfd, int tfd, char hex[65])
 			ret = n < 0 ? -errno : 0;
 			break;
 		}
-		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
+		if (sha256_update(&s, buf, (size_t)n) != 0) {
 			ret = -EIO;
 			break;
 		}
@@ -232,16 +233,16 @@ static int copy_hashing(int sfd, int tfd, char hex[65])
 		if (ret != 0)
 			break;
 	}
-	if (ret == 0 && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32))
+	if (ret != 0)
+		sha256_drop(&s);
+	else if (sha256_final(&s, md) != 0)
 		ret = -EIO;
 	for (unsigned i = 0; ret == 0 && i < 32; i++) {
 		hex[2 * i] = digits[md[i] >> 4];
 		hex[2 * i + 1] = digits[md[i] & 15];
 		hex[64] = '\0';
 	}
-out:
 	free(buf);
-	EVP_MD_CTX_free(ctx);
 	return ret;
 }
 

@@ -130,8 +130,7 @@ void watch_overflow(struct watcher *w, const char *why)
 		  (unsigned long long)w->stats.overflows);
 	/* Opens and closes were lost too: settle those files by probing. */
 	for (l = w->settling.next; l != &w->settling; l = l->next)
-		settle_step(&container_of(l, struct wentry, link)->st, SETTLE_EV_LOST, NULL, 0, 0,
-			    NULL);
+		settle_step(&watch_settling_entry(l)->u.busy->st, SETTLE_EV_LOST, NULL, 0, 0, NULL);
 	watcher_rescan_all(w);
 }
 
@@ -151,7 +150,6 @@ static void dir_event(struct watcher *w, struct wfolder *f, uint32_t mask, const
 
 static void file_event(struct watcher *w, struct wfolder *f, uint32_t mask, const char *rel)
 {
-	int sms = f->cfg->settle_ms;
 	struct wentry *e;
 
 	if (ignore_file(f->cfg, rel)) {
@@ -170,10 +168,10 @@ static void file_event(struct watcher *w, struct wfolder *f, uint32_t mask, cons
 		watch_file_event(w, f, rel, SETTLE_EV_FOUND);
 	} else if (mask & IN_OPEN) {
 		if (e)
-			settle_step(&e->st, SETTLE_EV_OPEN, NULL, 0, sms, rel);
+			watch_entry_step(w, e, SETTLE_EV_OPEN, NULL, 0);
 	} else if (mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) {
 		if (e) {
-			settle_step(&e->st, SETTLE_EV_CLOSE, NULL, 0, sms, rel);
+			watch_entry_step(w, e, SETTLE_EV_CLOSE, NULL, 0);
 			watch_entry_sync(w, e);
 		}
 		/* A close-write also means new content may be there (or a file
@@ -182,8 +180,7 @@ static void file_event(struct watcher *w, struct wfolder *f, uint32_t mask, cons
 			watch_file_event(w, f, rel, SETTLE_EV_STAT);
 	} else if (mask & IN_MODIFY) {
 		if (e) {
-			settle_step(&e->st, SETTLE_EV_WRITE, NULL, (int64_t)uv_now(w->loop), sms,
-				    rel);
+			watch_entry_step(w, e, SETTLE_EV_WRITE, NULL, (int64_t)uv_now(w->loop));
 			watch_entry_sync(w, e);
 		} else {
 			watch_file_event(w, f, rel, SETTLE_EV_STAT);

@@ -9,11 +9,13 @@
 #define MAM_WATCH_INT_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
 #include "settle.h"
+#include "slab.h"
 #include "watcher.h"
 
 /* What every directory watch asks for. IN_DONT_FOLLOW is added below the root. */
@@ -29,14 +31,35 @@ struct wlink {
 	struct wlink *prev, *next;
 };
 
-/* One tracked regular file: about 100 bytes plus its relative path. */
+struct wentry;
+
+/*
+ * What a file needs while it is not done: its settle state machine and its
+ * place on the settling list. Allocated when the file is first seen or comes
+ * back (changed, retried), freed once the owner has catalogued it, so the
+ * files a folder holds at rest cost only their struct wentry.
+ */
+struct wbusy {
+	struct wentry *e;
+	struct wlink link; /* on w->settling while SETTLING, else self-linked */
+	struct settle st;
+};
+
+/*
+ * One tracked regular file: 23 bytes plus its relative path once done,
+ * allocated from w->entries (no malloc header). A done file keeps only a 64-bit fingerprint of its
+ * identity (watch_fp): a scan or event that stats it again compares that;
+ * anything else wakes it (watch_entry_wake) into a struct wbusy.
+ */
 struct wentry {
 	struct wentry *hnext; /* hash chain */
-	struct wlink link;    /* on w->settling while SETTLING, else self-linked */
-	struct settle st;
-	uint32_t hash;
+	union {
+		struct wbusy *busy; /* !done */
+		uint64_t fp;	    /* done: watch_fp() of the identity catalogued */
+	} u;
 	uint32_t gen;	 /* scan generation that last saw it */
 	uint16_t folder; /* index in w->folders */
+	uint8_t done;	 /* SETTLE_DONE, held as u.fp */
 	char relpath[];
 };
 
@@ -96,6 +119,7 @@ struct watcher {
 
 	struct wentry **buckets;
 	size_t nbuckets, nentries;
+	struct slab entries; /* where struct wentry records live */
 	struct wlink settling;
 	size_t nsettling;
 
@@ -149,7 +173,21 @@ int watch_join(char *out, size_t outsz, const char *dir, const char *name);
 struct wentry *watch_entry_find(struct watcher *w, uint16_t folder, const char *relpath);
 struct wentry *watch_entry_add(struct watcher *w, uint16_t folder, const char *relpath);
 void watch_entry_remove(struct watcher *w, struct wentry *e, const char *why);
+/* Apply ev to e's state machine (settle_step), waking a done entry when ev
+ * can change it; cur is the file's identity now (required for FOUND,
+ * CREATED and STAT). Call watch_entry_sync afterwards. */
+void watch_entry_step(struct watcher *w, struct wentry *e, enum settle_event ev,
+		      const struct file_id *cur, int64_t now_ms);
+/* Keep the settling list and the timer in step with e's state; a done
+ * entry gives up its struct wbusy here. */
 void watch_entry_sync(struct watcher *w, struct wentry *e);
+enum settle_state watch_entry_state(const struct wentry *e);
+uint64_t watch_fp(const struct file_id *id);
+/* The entry of a settling-list link. */
+static inline struct wentry *watch_settling_entry(struct wlink *l)
+{
+	return ((struct wbusy *)((char *)l - offsetof(struct wbusy, link)))->e;
+}
 void watch_entries_forget(struct watcher *w, struct wfolder *f, const char *prefix);
 void watch_file_event(struct watcher *w, struct wfolder *f, const char *relpath,
 		      enum settle_event how);

@@ -361,8 +361,8 @@ static void merge_items(struct watcher *w, struct wfolder *f, struct scan_job *j
 			}
 			e->gen = j->gen;
 			if (w->opts.known && w->opts.known(f->cfg, it->rel, &it->id, w->arg)) {
-				settle_step(&e->st, SETTLE_EV_FOUND, &it->id, now, sms, it->rel);
-				settle_step(&e->st, SETTLE_EV_REPORTED, NULL, now, sms, it->rel);
+				watch_entry_step(w, e, SETTLE_EV_FOUND, &it->id, now);
+				watch_entry_step(w, e, SETTLE_EV_REPORTED, NULL, now);
 				w->stats.finished++;
 				/* Last: the owner's callback may change the table. */
 				watch_emit_known(w, f, it->rel, &it->id);
@@ -377,9 +377,9 @@ static void merge_items(struct watcher *w, struct wfolder *f, struct scan_job *j
 			age = settle_age_ms(&it->id, wall);
 			if (f->mode == WATCH_EVENTS && age > 0)
 				since = now - (age < sms ? age : sms);
-			settle_step(&e->st, SETTLE_EV_FOUND, &it->id, since, sms, it->rel);
+			watch_entry_step(w, e, SETTLE_EV_FOUND, &it->id, since);
 		} else {
-			settle_step(&e->st, SETTLE_EV_STAT, &it->id, now, sms, it->rel);
+			watch_entry_step(w, e, SETTLE_EV_STAT, &it->id, now);
 		}
 		e->gen = j->gen;
 		watch_entry_sync(w, e);
@@ -418,8 +418,8 @@ static void remap_dev(struct watcher *w, struct wfolder *f, uint64_t from, uint6
 		struct wentry *e;
 
 		for (e = w->buckets[i]; e; e = e->hnext)
-			if (e->folder == f->idx && e->st.id.dev == from)
-				e->st.id.dev = to;
+			if (e->folder == f->idx && !e->done && e->u.busy->st.id.dev == from)
+				e->u.busy->st.id.dev = to; /* done: the fingerprint omits it */
 	}
 }
 

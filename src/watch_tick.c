@@ -67,6 +67,7 @@ enum eval { EVAL_KEEP, EVAL_READY, EVAL_GONE };
 static enum eval evaluate(struct watcher *w, struct wentry *e, int64_t now)
 {
 	struct wfolder *f = &w->folders[e->folder];
+	struct settle *sst = &e->u.busy->st; /* on the settling list: never done */
 	int sms = f->cfg->settle_ms, rc;
 	char marker[WATCH_PATH_MAX], esc[LOG_ESC_MAX];
 	const char *abs = watch_abspath(w, f, e->relpath);
@@ -79,19 +80,19 @@ static enum eval evaluate(struct watcher *w, struct wentry *e, int64_t now)
 		if (errno == ENOENT || errno == ENOTDIR)
 			return EVAL_GONE;
 		log_warn("watcher", "could not stat file \"%s\"", watch_esc(abs, esc));
-		settle_step(&e->st, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
+		settle_step(sst, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
 		return EVAL_KEEP;
 	}
 	if (!S_ISREG(st.st_mode))
 		return EVAL_GONE;
 	file_id_from_stat(&id, &st);
-	settle_step(&e->st, SETTLE_EV_STAT, &id, now, sms, e->relpath);
-	switch (settle_check(&e->st, now, sms)) {
+	settle_step(sst, SETTLE_EV_STAT, &id, now, sms, e->relpath);
+	switch (settle_check(sst, now, sms)) {
 	case SETTLE_WAIT:
 	case SETTLE_IDLE: return EVAL_KEEP;
 	case SETTLE_OPEN:
 		log_debug("watcher", "\"%s\": still open by a writer", watch_esc(e->relpath, esc));
-		settle_step(&e->st, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
+		settle_step(sst, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
 		return EVAL_KEEP;
 	case SETTLE_NEED_PROBE:
 		rc = watch_lease_probe(abs);
@@ -100,7 +101,7 @@ static enum eval evaluate(struct watcher *w, struct wentry *e, int64_t now)
 		if (rc == 1) {
 			log_debug("watcher", "\"%s\": open for writing (lease probe)",
 				  watch_esc(e->relpath, esc));
-			settle_step(&e->st, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
+			settle_step(sst, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
 			return EVAL_KEEP;
 		}
 		break;
@@ -110,7 +111,7 @@ static enum eval evaluate(struct watcher *w, struct wentry *e, int64_t now)
 		const char *mabs = watch_abspath(w, f, marker);
 
 		if (!mabs || fstatat(AT_FDCWD, mabs, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			settle_step(&e->st, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
+			settle_step(sst, SETTLE_EV_BLOCKED, NULL, now, sms, e->relpath);
 			return EVAL_KEEP;
 		}
 	}
@@ -126,9 +127,9 @@ static void settle_tick(uv_timer_t *t)
 	w->timer_due = 0;
 	link_init(&ready);
 	for (l = w->settling.next; l != &w->settling; l = lnext) {
-		struct wentry *e = container_of(l, struct wentry, link);
+		struct wentry *e = watch_settling_entry(l);
 		struct wfolder *f = &w->folders[e->folder];
-		int64_t due = settle_due(&e->st, f->cfg->settle_ms);
+		int64_t due = settle_due(&e->u.busy->st, f->cfg->settle_ms);
 
 		lnext = l->next;
 		if (f->paused || !f->active)
@@ -139,15 +140,15 @@ static void settle_tick(uv_timer_t *t)
 				watch_entry_remove(w, e, "deleted while settling");
 				continue;
 			case EVAL_READY:
-				link_del(&e->link);
-				link_add_tail(&ready, &e->link);
+				link_del(l);
+				link_add_tail(&ready, l);
 				continue;
 			case EVAL_KEEP:
-				if (e->st.state != SETTLE_SETTLING) {
+				if (e->u.busy->st.state != SETTLE_SETTLING) {
 					watch_entry_sync(w, e);
 					continue;
 				}
-				due = settle_due(&e->st, f->cfg->settle_ms);
+				due = settle_due(&e->u.busy->st, f->cfg->settle_ms);
 				break;
 			}
 		}
@@ -157,14 +158,17 @@ static void settle_tick(uv_timer_t *t)
 	/* Report after the walk: the owner's callback may forget or finish
 	 * other entries, which only unlinks them from whichever list they are on. */
 	while (link_linked(&ready) && !w->closing) {
-		struct wentry *e = container_of(ready.next, struct wentry, link);
+		struct wentry *e = watch_settling_entry(ready.next);
 		struct wfolder *f = &w->folders[e->folder];
+		struct file_id id = e->u.busy->st.id;
 
-		link_del(&e->link);
+		link_del(ready.next);
 		w->nsettling--;
-		settle_step(&e->st, SETTLE_EV_REPORTED, NULL, now, f->cfg->settle_ms, e->relpath);
+		settle_step(&e->u.busy->st, SETTLE_EV_REPORTED, NULL, now, f->cfg->settle_ms,
+			    e->relpath);
 		w->stats.finished++;
-		watch_emit(w, WATCHER_FINISHED, f, e->relpath, &e->st.id, NULL);
+		/* id is a copy: the owner may finish the file, freeing its state. */
+		watch_emit(w, WATCHER_FINISHED, f, e->relpath, &id, NULL);
 	}
 	if (next != INT64_MAX)
 		watch_arm(w, next > now + TICK_MIN_MS ? next : now + TICK_MIN_MS);

@@ -2,11 +2,15 @@
  * Watcher: the object, the table of tracked files and the public API.
  *
  * Every tracked regular file is one struct wentry in a hash table keyed by
- * (folder, relative path), with its settle state machine (settle.c) embedded:
- * no handle, no timer, no stat buffer per file, so memory stays near 100
- * bytes plus the path. Files that are settling are also on one list, walked
- * by the single settle timer (watch_tick.c). Events on one file arrive here
- * from the inotify reader (watch_events.c) and from scans (watch_scan.c).
+ * (folder, relative path): no handle, no timer, no stat buffer per file. A
+ * file that is settling or waiting for the owner also has a struct wbusy
+ * with its settle state machine (settle.c); a done file keeps only a 64-bit
+ * fingerprint of its identity. Entries live in a slab (slab.h): a file at
+ * rest costs 23 bytes plus its path, rounded up to 8, plus about 4 bytes of
+ * bucket (44 bytes for the memory benchmark's "d042/f00123.bin"). Files
+ * that are settling are on one list, walked by the single settle timer
+ * (watch_tick.c). Events on one file arrive here from the inotify reader
+ * (watch_events.c) and from scans (watch_scan.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,13 +76,17 @@ static int table_grow(struct watcher *w)
 
 	if (!nb)
 		return -ENOMEM;
+	/* The hash is recomputed rather than stored: 4 bytes a file for a
+	 * rehash that happens log2(files) times. */
 	for (i = 0; i < w->nbuckets; i++) {
 		struct wentry *e = w->buckets[i], *next;
 
 		for (; e; e = next) {
+			uint32_t h = entry_hash(e->folder, e->relpath);
+
 			next = e->hnext;
-			e->hnext = nb[e->hash & (n - 1)];
-			nb[e->hash & (n - 1)] = e;
+			e->hnext = nb[h & (n - 1)];
+			nb[h & (n - 1)] = e;
 		}
 	}
 	free(w->buckets);
@@ -89,34 +97,60 @@ static int table_grow(struct watcher *w)
 
 struct wentry *watch_entry_find(struct watcher *w, uint16_t folder, const char *relpath)
 {
-	uint32_t h = entry_hash(folder, relpath);
 	struct wentry *e;
 
 	if (!w->nbuckets)
 		return NULL;
-	for (e = w->buckets[h & (w->nbuckets - 1)]; e; e = e->hnext)
-		if (e->hash == h && e->folder == folder && strcmp(e->relpath, relpath) == 0)
+	for (e = w->buckets[entry_hash(folder, relpath) & (w->nbuckets - 1)]; e; e = e->hnext)
+		if (e->folder == folder && strcmp(e->relpath, relpath) == 0)
 			return e;
 	return NULL;
 }
 
+static struct wbusy *busy_new(struct wentry *e)
+{
+	struct wbusy *b = calloc(1, sizeof *b);
+
+	if (b) {
+		b->e = e;
+		link_init(&b->link);
+	}
+	return b;
+}
+
+/* The bytes an entry for relpath takes (its slab class). */
+static size_t entry_size(const char *relpath)
+{
+	size_t sz = offsetof(struct wentry, relpath) + strlen(relpath) + 1;
+
+	return sz > sizeof(struct wentry) ? sz : sizeof(struct wentry);
+}
+
 struct wentry *watch_entry_add(struct watcher *w, uint16_t folder, const char *relpath)
 {
-	size_t len = strlen(relpath);
+	size_t len = strlen(relpath), sz = entry_size(relpath);
 	struct wentry *e;
+	uint32_t h;
 
-	if (w->nentries >= w->nbuckets && table_grow(w) < 0)
+	/* Two entries a bucket on average before it doubles: chains stay short
+	 * (a strcmp rarely goes past the first byte that differs) and the
+	 * bucket array costs 4 bytes a file rather than 8. */
+	if (w->nentries >= 2 * w->nbuckets && table_grow(w) < 0)
 		return NULL;
-	e = calloc(1, sizeof *e + len + 1);
+	e = slab_alloc(&w->entries, sz);
 	if (!e)
 		return NULL;
+	e->u.busy = busy_new(e);
+	if (!e->u.busy) {
+		slab_free(&w->entries, e, sz);
+		return NULL;
+	}
 	memcpy(e->relpath, relpath, len + 1);
 	e->folder = folder;
-	e->hash = entry_hash(folder, relpath);
 	e->gen = w->gen;
-	link_init(&e->link);
-	e->hnext = w->buckets[e->hash & (w->nbuckets - 1)];
-	w->buckets[e->hash & (w->nbuckets - 1)] = e;
+	h = entry_hash(folder, relpath);
+	e->hnext = w->buckets[h & (w->nbuckets - 1)];
+	w->buckets[h & (w->nbuckets - 1)] = e;
 	w->nentries++;
 	w->folders[folder].seen++;
 	return e;
@@ -124,16 +158,21 @@ struct wentry *watch_entry_add(struct watcher *w, uint16_t folder, const char *r
 
 static void entry_unhash(struct watcher *w, struct wentry *e)
 {
-	struct wentry **pp = &w->buckets[e->hash & (w->nbuckets - 1)];
+	struct wentry **pp = &w->buckets[entry_hash(e->folder, e->relpath) & (w->nbuckets - 1)];
 
 	while (*pp != e)
 		pp = &(*pp)->hnext;
 	*pp = e->hnext;
 	w->nentries--;
-	if (link_linked(&e->link)) {
-		link_del(&e->link);
+	if (!e->done && link_linked(&e->u.busy->link)) {
+		link_del(&e->u.busy->link);
 		w->nsettling--;
 	}
+}
+
+enum settle_state watch_entry_state(const struct wentry *e)
+{
+	return e->done ? SETTLE_DONE : (enum settle_state)e->u.busy->st.state;
 }
 
 void watch_entry_remove(struct watcher *w, struct wentry *e, const char *why)
@@ -141,23 +180,118 @@ void watch_entry_remove(struct watcher *w, struct wentry *e, const char *why)
 	char esc[LOG_ESC_MAX];
 
 	log_debug("watcher", "\"%s\": forgotten (%s, was %s)", watch_esc(e->relpath, esc), why,
-		  settle_state_name(e->st.state));
+		  settle_state_name(watch_entry_state(e)));
 	entry_unhash(w, e);
-	free(e);
+	if (!e->done)
+		free(e->u.busy);
+	slab_free(&w->entries, e, entry_size(e->relpath));
 }
 
-/* Keep the settling list and the timer in step with e's state. */
+/*
+ * 64 bits of the identity a done file had (splitmix64 over its words). The
+ * device is left out: a remounted share renumbers it (remap_dev) and a file
+ * cannot move to another device keeping inode, size and both times. Equal
+ * fingerprints for a changed file would need a 64-bit collision.
+ */
+uint64_t watch_fp(const struct file_id *id)
+{
+	uint64_t v[4] = {id->ino, (uint64_t)id->size, (uint64_t)id->mtime_ns,
+			 (uint64_t)id->ctime_ns};
+	uint64_t h = 0x6a09e667f3bcc908ULL;
+
+	for (int i = 0; i < 4; i++) {
+		uint64_t z = h ^ v[i];
+
+		z += 0x9e3779b97f4a7c15ULL;
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		h = z ^ (z >> 31);
+	}
+	return h;
+}
+
+/*
+ * A done entry that an event may change gets its state machine back, as it
+ * was: DONE with the identity it was catalogued with. Only the fingerprint
+ * was kept, so the identity is the file's current one when that matches
+ * (cur, or an lstat when the caller has none) and otherwise one no stat
+ * can equal, so the next STAT sees the change.
+ */
+static struct wbusy *entry_wake(struct watcher *w, struct wentry *e, const struct file_id *cur)
+{
+	struct wbusy *b = busy_new(e);
+	struct file_id now_id;
+	struct stat st;
+
+	if (!b)
+		return NULL;
+	b->st.state = SETTLE_DONE;
+	if (!cur) {
+		const char *abs = watch_abspath(w, &w->folders[e->folder], e->relpath);
+
+		if (abs && fstatat(AT_FDCWD, abs, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			file_id_from_stat(&now_id, &st);
+			cur = &now_id;
+		}
+	}
+	if (cur && watch_fp(cur) == e->u.fp)
+		b->st.id = *cur;
+	e->done = 0;
+	e->u.busy = b;
+	return b;
+}
+
+void watch_entry_step(struct watcher *w, struct wentry *e, enum settle_event ev,
+		      const struct file_id *cur, int64_t now_ms)
+{
+	const struct wfolder *f = &w->folders[e->folder];
+	char esc[LOG_ESC_MAX];
+
+	if (e->done) {
+		switch (ev) {
+		case SETTLE_EV_STAT:
+			if (watch_fp(cur) == e->u.fp)
+				return; /* what settle_step would find: unchanged */
+			break;
+		case SETTLE_EV_FOUND:
+		case SETTLE_EV_CREATED:
+		case SETTLE_EV_WRITE:
+		case SETTLE_EV_RETRY: break;
+		default: return; /* opens, closes, probes: nothing for a done file */
+		}
+		if (!entry_wake(w, e,
+				ev == SETTLE_EV_WRITE || ev == SETTLE_EV_RETRY ? NULL : cur)) {
+			log_error("watcher",
+				  "out of memory: change to \"%s\" left for the next scan",
+				  watch_esc(e->relpath, esc));
+			return;
+		}
+	}
+	settle_step(&e->u.busy->st, ev, cur, now_ms, f->cfg->settle_ms, e->relpath);
+}
+
 void watch_entry_sync(struct watcher *w, struct wentry *e)
 {
-	if (e->st.state == SETTLE_SETTLING) {
-		if (!link_linked(&e->link)) {
-			link_add_tail(&w->settling, &e->link);
+	struct wbusy *b = e->done ? NULL : e->u.busy;
+
+	if (!b)
+		return;
+	if (b->st.state == SETTLE_SETTLING) {
+		if (!link_linked(&b->link)) {
+			link_add_tail(&w->settling, &b->link);
 			w->nsettling++;
 		}
-		watch_arm(w, settle_due(&e->st, w->folders[e->folder].cfg->settle_ms));
-	} else if (link_linked(&e->link)) {
-		link_del(&e->link);
+		watch_arm(w, settle_due(&b->st, w->folders[e->folder].cfg->settle_ms));
+		return;
+	}
+	if (link_linked(&b->link)) {
+		link_del(&b->link);
 		w->nsettling--;
+	}
+	if (b->st.state == SETTLE_DONE) {
+		e->u.fp = watch_fp(&b->st.id);
+		e->done = 1;
+		free(b);
 	}
 }
 
@@ -210,12 +344,13 @@ void watch_file_event(struct watcher *w, struct wfolder *f, const char *relpath,
 			log_error("watcher", "out of memory tracking a file");
 			return;
 		}
-		settle_step(&e->st, how == SETTLE_EV_CREATED ? SETTLE_EV_CREATED : SETTLE_EV_FOUND,
-			    &id, now, f->cfg->settle_ms, relpath);
+		watch_entry_step(w, e,
+				 how == SETTLE_EV_CREATED ? SETTLE_EV_CREATED : SETTLE_EV_FOUND,
+				 &id, now);
 	} else if (how == SETTLE_EV_CREATED) {
-		settle_step(&e->st, SETTLE_EV_CREATED, &id, now, f->cfg->settle_ms, relpath);
+		watch_entry_step(w, e, SETTLE_EV_CREATED, &id, now);
 	} else {
-		settle_step(&e->st, SETTLE_EV_STAT, &id, now, f->cfg->settle_ms, relpath);
+		watch_entry_step(w, e, SETTLE_EV_STAT, &id, now);
 	}
 	watch_entry_sync(w, e);
 }
@@ -228,13 +363,13 @@ void watch_marker_seen(struct watcher *w, struct wfolder *f, const char *relpath
 	struct wlink *l;
 
 	for (l = w->settling.next; l != &w->settling; l = l->next) {
-		struct wentry *e = container_of(l, struct wentry, link);
+		struct wentry *e = watch_settling_entry(l);
 		const char *es = strrchr(e->relpath, '/');
 		size_t elen = es ? (size_t)(es - e->relpath) : 0;
 
 		if (e->folder == f->idx && elen == dlen &&
 		    strncmp(e->relpath, relpath, dlen) == 0) {
-			e->st.recheck_ms = 0;
+			e->u.busy->st.recheck_ms = 0;
 			watch_entry_sync(w, e);
 		}
 	}
@@ -458,8 +593,7 @@ void watcher_file_done(struct watcher *w, const struct folder_cfg *folder, const
 
 	if (!e)
 		return;
-	settle_step(&e->st, SETTLE_EV_DONE, NULL, (int64_t)uv_now(w->loop), folder->settle_ms,
-		    relpath);
+	watch_entry_step(w, e, SETTLE_EV_DONE, NULL, (int64_t)uv_now(w->loop));
 	watch_entry_sync(w, e);
 }
 
@@ -469,8 +603,7 @@ void watcher_file_retry(struct watcher *w, const struct folder_cfg *folder, cons
 
 	if (!e)
 		return;
-	settle_step(&e->st, SETTLE_EV_RETRY, NULL, (int64_t)uv_now(w->loop), folder->settle_ms,
-		    relpath);
+	watch_entry_step(w, e, SETTLE_EV_RETRY, NULL, (int64_t)uv_now(w->loop));
 	watch_entry_sync(w, e);
 }
 
@@ -505,7 +638,7 @@ void watcher_get_stats(const struct watcher *w, struct watcher_stats *st)
 void watcher_get_folder_stats(const struct watcher *w, const struct folder_cfg *folder,
 			      struct watcher_folder_stats *st)
 {
-	const struct wlink *l;
+	struct wlink *l;
 	int64_t now = (int64_t)uv_now(w->loop), oldest = now;
 	size_t i;
 
@@ -523,13 +656,13 @@ void watcher_get_folder_stats(const struct watcher *w, const struct folder_cfg *
 					     : "watching";
 	/* A walk of the settling list per scrape: it holds only files in flight. */
 	for (l = w->settling.next; l != &w->settling; l = l->next) {
-		const struct wentry *e = container_of(l, struct wentry, link);
+		const struct wentry *e = watch_settling_entry(l);
 
 		if (e->folder != i)
 			continue;
 		st->settling++;
-		if (e->st.changed_ms < oldest)
-			oldest = e->st.changed_ms;
+		if (e->u.busy->st.changed_ms < oldest)
+			oldest = e->u.busy->st.changed_ms;
 	}
 	st->oldest_settling_s = st->settling ? (double)(now - oldest) / 1000.0 : 0;
 }
@@ -545,9 +678,12 @@ static void free_all(struct watcher *w)
 
 		for (; e; e = next) {
 			next = e->hnext;
-			free(e);
+			if (!e->done)
+				free(e->u.busy);
+			slab_free(&w->entries, e, entry_size(e->relpath));
 		}
 	}
+	slab_destroy(&w->entries);
 	for (i = 0; i < w->nwbuckets; i++) {
 		struct wdir *d = w->wbuckets[i], *next;
 

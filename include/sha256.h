@@ -1,0 +1,95 @@
+/*
+ * SHA-256, the one digest mam-ingest computes (files, owner-lock keys,
+ * copies after a move, derivatives).
+ *
+ * Why not EVP: the first EVP digest in a process initialises OpenSSL 3's
+ * provider machinery (configuration file, default provider, algorithm
+ * tables), which faults about 2 MiB of libcrypto into every daemon and
+ * costs a few milliseconds at start, for nothing mam-ingest uses. The
+ * low-level SHA256_* functions run the same assembly (SHA-NI or AVX2,
+ * chosen by OpenSSL's CPU detection) without it. They are deprecated in
+ * OpenSSL 3 but present; a build against a release without them falls
+ * back to EVP.
+ */
+#ifndef MAM_SHA256_H
+#define MAM_SHA256_H
+
+#include <stddef.h>
+
+#include <openssl/opensslv.h>
+
+#define SHA256_LEN 32
+
+#if OPENSSL_VERSION_MAJOR < 4
+#include <openssl/sha.h>
+
+/* The deprecation is the only warning silenced, and only here. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+struct sha256 {
+	SHA256_CTX c;
+};
+
+static inline int sha256_init(struct sha256 *s)
+{
+	return SHA256_Init(&s->c) == 1 ? 0 : -1;
+}
+
+static inline int sha256_update(struct sha256 *s, const void *p, size_t n)
+{
+	return SHA256_Update(&s->c, p, n) == 1 ? 0 : -1;
+}
+
+/* Writes SHA256_LEN bytes to md. Also releases s (nothing to release here). */
+static inline int sha256_final(struct sha256 *s, unsigned char md[SHA256_LEN])
+{
+	return SHA256_Final(md, &s->c) == 1 ? 0 : -1;
+}
+
+/* Releases s without a result (an error path). */
+static inline void sha256_drop(struct sha256 *s)
+{
+	(void)s;
+}
+#pragma GCC diagnostic pop
+#else
+#include <openssl/evp.h>
+
+struct sha256 {
+	EVP_MD_CTX *c;
+};
+
+static inline int sha256_init(struct sha256 *s)
+{
+	s->c = EVP_MD_CTX_new();
+	if (s->c && EVP_DigestInit_ex(s->c, EVP_sha256(), NULL) == 1)
+		return 0;
+	EVP_MD_CTX_free(s->c);
+	s->c = NULL;
+	return -1;
+}
+
+static inline int sha256_update(struct sha256 *s, const void *p, size_t n)
+{
+	return EVP_DigestUpdate(s->c, p, n) == 1 ? 0 : -1;
+}
+
+static inline int sha256_final(struct sha256 *s, unsigned char md[SHA256_LEN])
+{
+	unsigned int len = 0;
+	int ok = EVP_DigestFinal_ex(s->c, md, &len) == 1 && len == SHA256_LEN;
+
+	EVP_MD_CTX_free(s->c);
+	s->c = NULL;
+	return ok ? 0 : -1;
+}
+
+static inline void sha256_drop(struct sha256 *s)
+{
+	EVP_MD_CTX_free(s->c);
+	s->c = NULL;
+}
+#endif
+
+#endif
