@@ -7,8 +7,8 @@
 
 #include "slab.h"
 
-/* Each chunk starts with the link to the previous one (16 bytes, keeping
- * the blocks after it 16-byte aligned as malloc's are). */
+/* Each chunk starts with the link to the previous one, in 16 bytes; blocks
+ * are multiples of 8 bytes after it, so 8-byte aligned. */
 #define CHUNK_HEAD 16
 
 #ifndef SLAB_PLAIN
@@ -46,18 +46,18 @@ void *slab_alloc(struct slab *s, size_t size)
 		return p;
 	}
 	if (s->left < bytes) {
+		char *chunk = malloc(SLAB_CHUNK);
+
+		if (!chunk)
+			return NULL; /* the old chunk stays as it was */
 		/* What is left of the old chunk (less than one block of this size)
-		 * is given to the free list of the class it fits, if any. */
+		 * goes to the free list of the class it fits, if any. */
 		if (s->left >= 8) {
 			size_t lc = s->left / 8;
 
 			memcpy(s->cur, &s->free[lc], sizeof(void *));
 			s->free[lc] = s->cur;
 		}
-		char *chunk = malloc(SLAB_CHUNK);
-
-		if (!chunk)
-			return NULL;
 		memcpy(chunk, &s->chunks, sizeof(void *));
 		s->chunks = chunk;
 		s->nchunks++;

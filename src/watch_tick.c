@@ -170,6 +170,14 @@ static void settle_tick(uv_timer_t *t)
 		/* id is a copy: the owner may finish the file, freeing its state. */
 		watch_emit(w, WATCHER_FINISHED, f, e->relpath, &id, NULL);
 	}
+	/* Closing: whatever was not reported goes back on the settling list
+	 * (still counted there), not left linked to this stack frame. */
+	while (link_linked(&ready)) {
+		struct wlink *r = ready.next;
+
+		link_del(r);
+		link_add_tail(&w->settling, r);
+	}
 	if (next != INT64_MAX)
 		watch_arm(w, next > now + TICK_MIN_MS ? next : now + TICK_MIN_MS);
 }

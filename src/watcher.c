@@ -12,6 +12,7 @@
  * (watch_tick.c). Events on one file arrive here from the inotify reader
  * (watch_events.c) and from scans (watch_scan.c).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -227,9 +228,11 @@ static struct wbusy *entry_wake(struct watcher *w, struct wentry *e, const struc
 		return NULL;
 	b->st.state = SETTLE_DONE;
 	if (!cur) {
-		const char *abs = watch_abspath(w, &w->folders[e->folder], e->relpath);
+		/* Its own buffer, not w->abuf: a caller may be holding that. */
+		char abs[WATCH_PATH_MAX];
 
-		if (abs && fstatat(AT_FDCWD, abs, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (watch_join(abs, sizeof abs, w->folders[e->folder].cfg->path, e->relpath) == 0 &&
+		    fstatat(AT_FDCWD, abs, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			file_id_from_stat(&now_id, &st);
 			cur = &now_id;
 		}
@@ -250,6 +253,7 @@ void watch_entry_step(struct watcher *w, struct wentry *e, enum settle_event ev,
 	if (e->done) {
 		switch (ev) {
 		case SETTLE_EV_STAT:
+			assert(cur); /* STAT always carries the identity */
 			if (watch_fp(cur) == e->u.fp)
 				return; /* what settle_step would find: unchanged */
 			break;
