@@ -1,7 +1,8 @@
 /*
- * Internals shared by the watcher's source files: watcher.c (the object and
- * the file table), watch_tick.c (the settle timer), watch_scan.c (directory
- * scans on the threadpool, polling), watch_folder.c (modes, pause/resume) and
+ * Internals shared by the watcher's source files: watcher.c (the object,
+ * events on one file), watch_table.c (the table of tracked files),
+ * watch_tick.c (the settle timer), watch_scan.c (directory scans on the
+ * threadpool, polling), watch_folder.c (modes, pause/resume) and
  * watch_events.c (the inotify descriptor).
  * Not a public header: only src/watch*.c include it.
  */
@@ -49,7 +50,7 @@ struct wbusy {
  * One tracked regular file: 23 bytes plus its relative path once done,
  * allocated from w->entries (no malloc header). A done file keeps only a 64-bit fingerprint of its
  * identity (watch_fp): a scan or event that stats it again compares that;
- * anything else wakes it (watch_entry_wake) into a struct wbusy.
+ * anything else wakes it (watch_entry_step) into a struct wbusy.
  */
 struct wentry {
 	struct wentry *hnext; /* hash chain */
@@ -167,9 +168,7 @@ static inline void link_add_tail(struct wlink *head, struct wlink *l)
 	head->prev = l;
 }
 
-/* watcher.c */
-const char *watch_abspath(struct watcher *w, const struct wfolder *f, const char *relpath);
-int watch_join(char *out, size_t outsz, const char *dir, const char *name);
+/* watch_table.c */
 struct wentry *watch_entry_find(struct watcher *w, uint16_t folder, const char *relpath);
 struct wentry *watch_entry_add(struct watcher *w, uint16_t folder, const char *relpath);
 void watch_entry_remove(struct watcher *w, struct wentry *e, const char *why);
@@ -189,6 +188,11 @@ static inline struct wentry *watch_settling_entry(struct wlink *l)
 	return ((struct wbusy *)((char *)l - offsetof(struct wbusy, link)))->e;
 }
 void watch_entries_forget(struct watcher *w, struct wfolder *f, const char *prefix);
+void watch_table_free(struct watcher *w);
+
+/* watcher.c */
+const char *watch_abspath(struct watcher *w, const struct wfolder *f, const char *relpath);
+int watch_join(char *out, size_t outsz, const char *dir, const char *name);
 void watch_file_event(struct watcher *w, struct wfolder *f, const char *relpath,
 		      enum settle_event how);
 void watch_marker_seen(struct watcher *w, struct wfolder *f, const char *relpath);
