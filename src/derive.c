@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +53,6 @@ static void hash_work(uv_work_t *w)
 	unsigned char md[SHA256_LEN];
 	unsigned i;
 	struct sha256 s;
-	bool hashing = false;
 	struct stat st;
 	char *buf = NULL;
 	ssize_t n;
@@ -69,22 +67,20 @@ static void hash_work(uv_work_t *w)
 		return;
 	}
 	buf = malloc(HASH_READ_SIZE);
-	if (!buf || fstat(fd, &st) != 0 || !(hashing = sha256_init(&s) == 0)) {
+	if (!buf || fstat(fd, &st) != 0 || sha256_init(&s) != 0) {
 		job->work_err = errno ? -errno : -ENOMEM;
 		snprintf(job->work_what, sizeof job->work_what, "prepare hashing of");
 		goto out;
 	}
 	while ((n = read(fd, buf, HASH_READ_SIZE)) > 0)
 		sha256_update(&s, buf, (size_t)n);
-	hashing = false;
 	if (n < 0) {
-		int err = errno;
-
+		job->work_err = -errno;
 		sha256_drop(&s);
-		errno = err;
+	} else if (sha256_final(&s, md) != 0) {
+		job->work_err = -EIO;
 	}
-	if (n < 0 || sha256_final(&s, md) != 0) {
-		job->work_err = n < 0 ? -errno : -EIO;
+	if (job->work_err) {
 		snprintf(job->work_what, sizeof job->work_what, "read");
 		goto out;
 	}
@@ -102,8 +98,6 @@ static void hash_work(uv_work_t *w)
 		snprintf(job->work_what, sizeof job->work_what, "write");
 	}
 out:
-	if (hashing)
-		sha256_drop(&s);
 	free(buf);
 	close(fd);
 }

@@ -160,15 +160,13 @@ static void settle_tick(uv_timer_t *t)
 	while (link_linked(&ready) && !w->closing) {
 		struct wentry *e = watch_settling_entry(ready.next);
 		struct wfolder *f = &w->folders[e->folder];
-		struct file_id id = e->u.busy->st.id;
 
 		link_del(ready.next);
 		w->nsettling--;
 		settle_step(&e->u.busy->st, SETTLE_EV_REPORTED, NULL, now, f->cfg->settle_ms,
 			    e->relpath);
 		w->stats.finished++;
-		/* id is a copy: the owner may finish the file, freeing its state. */
-		watch_emit(w, WATCHER_FINISHED, f, e->relpath, &id, NULL);
+		watch_emit(w, WATCHER_FINISHED, f, e->relpath, &e->u.busy->st.id, NULL);
 	}
 	/* Closing: whatever was not reported goes back on the settling list
 	 * (still counted there), not left linked to this stack frame. */
