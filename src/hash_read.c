@@ -349,6 +349,26 @@ static bool want_loop(enum hash_io io, const struct stat *st)
 	return io == HASH_IO_PIPELINED;
 }
 
+/*
+ * The plain loop's buffer: read_size, or for a file known to be smaller the
+ * file's size and one byte (its end of file is then the second read), at
+ * least the bytes libmagic looks at. Why: a burst of small files each took
+ * a read_size malloc (2 MiB by default), which glibc serves by growing the
+ * heap and gives back by trimming it, so every file cost a brk() pair and a
+ * fresh page fault; 64 KiB is reused from the heap as it is.
+ */
+static size_t small_buf_size(size_t read_size, const struct stat *st)
+{
+	size_t want;
+
+	if (!st || !S_ISREG(st->st_mode) || st->st_size < 0 || (uint64_t)st->st_size >= read_size)
+		return read_size;
+	want = (size_t)st->st_size + 1;
+	if (want < MAGIC_BYTES)
+		want = MAGIC_BYTES;
+	return want < read_size ? want : read_size;
+}
+
 /* Hash fd from its current offset to its end into hex with hash_loop (big
  * files: buf holds PIPE_SLOTS slots) or hash_serial (buf holds bufsz). */
 static int hash_fd_buf(int fd, unsigned char *buf, size_t bufsz, size_t slot, bool big,
@@ -388,7 +408,7 @@ int hash_fd_detect(int fd, const struct stat *st, size_t read_size, enum hash_io
 		read_size = HASH_DEFAULT_READ_SIZE;
 	big = want_loop(io, st);
 	slot = pipe_slot_size(read_size);
-	bufsz = big ? PIPE_SLOTS * slot : read_size;
+	bufsz = big ? PIPE_SLOTS * slot : small_buf_size(read_size, st);
 	buf = malloc(bufsz);
 	if (!buf)
 		return -ENOMEM;

@@ -211,8 +211,11 @@ static void hash_file(struct hash_job *j, int rootfd, const char *shown)
 		job_fail(j, -ESTALE, "file \"%s\" changed since it was seen finished", shown);
 		goto out;
 	}
-	/* Readahead doubles for a sequential reader; the hint is only advice. */
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	/* Readahead doubles for a sequential reader; the hint is only advice,
+	 * and a file that one read takes whole needs none (a burst of small
+	 * files saves the syscall). */
+	if ((uint64_t)st.st_size > j->read_size)
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	rc = hash_fd_detect(fd, &st, j->read_size, HASH_IO_AUTO, r->sha256, &r->bytes, r->mime,
 			    sizeof(r->mime));
 	if (rc == -ENOMEM) {
