@@ -49,6 +49,7 @@ struct settle {
 	struct file_id id;  /* identity at the last observation */
 	int64_t changed_ms; /* loop time since which the identity is unchanged */
 	int64_t recheck_ms; /* 0, or when to look again at a stable but blocked file */
+	int64_t defer_ms;   /* 0, or the owner's backoff: not before then (settle_defer) */
 	uint16_t opens;	    /* IN_OPEN seen since IN_CREATE (history only) */
 	uint16_t closes;    /* IN_CLOSE_* seen since IN_CREATE (history only) */
 	uint8_t state;	    /* enum settle_state */
@@ -75,6 +76,11 @@ bool settle_step(struct settle *s, enum settle_event ev, const struct file_id *i
 
 /* What the file needs at now_ms. Pure: changes nothing. */
 enum settle_verdict settle_check(const struct settle *s, int64_t now_ms, int settle_ms);
+
+/* A SETTLING file is not to be looked at before until_ms (the owner's retry
+ * backoff). Only a change of the file (new identity, written, created or
+ * renamed into place) clears that: opens and closes, ours included, do not. */
+void settle_defer(struct settle *s, int64_t until_ms);
 
 /* The loop time at which settle_check may give another answer (SETTLING only). */
 int64_t settle_due(const struct settle *s, int settle_ms);

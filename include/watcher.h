@@ -77,6 +77,15 @@ bool watcher_folder_active(const struct watcher *w, const struct folder_cfg *fol
 void watcher_file_done(struct watcher *w, const struct folder_cfg *folder, const char *relpath);
 /* The file changed while it was hashed, or is to be retried later: settle it again. */
 void watcher_file_retry(struct watcher *w, const struct folder_cfg *folder, const char *relpath);
+/*
+ * The owner's action on the file failed and may work later (its after_ingest
+ * target was full, say): settle it again, but look at it no earlier than
+ * min_ms from now, doubling with each call up to max_ms, until the file is
+ * done or changes. Returns the delay, or 0 when the file cannot be retried
+ * by this watcher (unknown, a one-shot scan, closing): the caller gives up.
+ */
+unsigned watcher_file_backoff(struct watcher *w, const struct folder_cfg *folder,
+			      const char *relpath, unsigned min_ms, unsigned max_ms);
 /* The file was moved away, deleted or quarantined: stop tracking it. */
 void watcher_file_forget(struct watcher *w, const struct folder_cfg *folder, const char *relpath);
 /* Rescan every folder now (reconcile). */

@@ -134,6 +134,35 @@ static void start_lookup(struct infile *f);
 
 /* ---- post-ingest actions ------------------------------------------------ */
 
+/*
+ * The after_ingest action or the quarantine failed (its target full or
+ * unmounted, say). The asset, or the ledger's duplicate row, is committed and
+ * the file is left where it is, so nothing is lost; the daemon tries again by
+ * itself, POST_RETRY_MIN_MS later and doubling up to POST_RETRY_MAX_MS: the
+ * watcher settles the file again and the ledger lookup finds the action still
+ * pending (or the file changed, and it is a new version). A `scan` leaves it
+ * for its next run, as does a file the watcher cannot retry.
+ */
+static void post_failed(struct infile *f, const char *what, const char *error)
+{
+	unsigned delay = 0;
+	char esc[LOG_ESC_MAX];
+
+	if (file_current(f))
+		delay = watcher_file_backoff(f->ing->watcher, f->folder, f->relpath,
+					     POST_RETRY_MIN_MS, POST_RETRY_MAX_MS);
+	log_escape(f->relpath, esc, sizeof esc);
+	if (delay) {
+		log_error("ingest", "%s \"%s\": %s, retrying in %u s: %s", f->folder->tenant->code,
+			  esc, what, delay / 1000, error);
+	} else {
+		log_error("ingest", "%s \"%s\": %s, will retry at the next start or scan: %s",
+			  f->folder->tenant->code, esc, what, error);
+		file_done(f);
+	}
+	infile_set_state(f, IF_DONE);
+}
+
 static void quarantine_cb(const struct post_result *res, void *arg)
 {
 	struct infile *f = arg;
@@ -145,12 +174,10 @@ static void quarantine_cb(const struct post_result *res, void *arg)
 			  log_escape(f->relpath, esc, sizeof esc), res->final_path,
 			  res->warning[0] ? ", without its reason file: " : "", res->warning);
 		file_forget(f);
-	} else {
-		log_error("ingest", "%s \"%s\": could not quarantine: %s", f->folder->tenant->code,
-			  log_escape(f->relpath, esc, sizeof esc), res->error);
-		file_done(f);
+		infile_set_state(f, IF_DONE);
+		return;
 	}
-	infile_set_state(f, IF_DONE);
+	post_failed(f, "could not quarantine", res->error);
 }
 
 /* Move the file to the folder's quarantine with a reason; reason is plain text. */
@@ -199,17 +226,10 @@ void ingest_confirm_move(struct ingest *ing, const char *asset_id)
 static void on_post_done(const struct post_result *res, void *arg)
 {
 	struct infile *f = arg;
-	char esc[LOG_ESC_MAX];
 
 	if (res->status != 0) {
-		/* The asset is committed; its move stays pending in the ledger and the
-		 * repair pass at the next start (or reconcile) tries again. The file is
-		 * left where it is: nothing is lost. */
-		log_error("ingest", "%s \"%s\": after_ingest failed, will retry at next start: %s",
-			  f->folder->tenant->code, log_escape(f->relpath, esc, sizeof esc),
-			  res->error);
-		file_done(f);
-		infile_set_state(f, IF_DONE);
+		/* The asset is committed and its move stays pending in the ledger. */
+		post_failed(f, "after_ingest failed", res->error);
 		return;
 	}
 	ingest_confirm_move(f->ing, f->asset_id);

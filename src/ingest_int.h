@@ -124,7 +124,11 @@ struct ingest {
 };
 
 #define MAX_CATALOG_ATTEMPTS 3
-#define STOP_GRACE_MS	     15000
+/* A failed after_ingest action or quarantine is tried again this long after,
+ * doubling per failure up to the maximum (ingest.c post_failed). */
+#define POST_RETRY_MIN_MS 10000
+#define POST_RETRY_MAX_MS (10 * 60 * 1000)
+#define STOP_GRACE_MS	  15000
 
 /* ingest.c */
 void ingest_watcher_event(struct watcher *w, enum watcher_event ev, const struct watch_file *wf,

@@ -53,6 +53,7 @@ static bool settle_restart(struct settle *s, const struct file_id *id, int64_t n
 		s->id = *id;
 	s->changed_ms = now_ms;
 	s->recheck_ms = 0;
+	s->defer_ms = 0;
 	s->opens = 0;
 	s->closes = 0;
 	s->history = history;
@@ -66,6 +67,7 @@ static bool settle_changed(struct settle *s, int64_t now_ms, const char *why, co
 {
 	s->changed_ms = now_ms;
 	s->recheck_ms = 0;
+	s->defer_ms = 0;
 	if (s->state == SETTLE_FINISHED || s->state == SETTLE_DONE) {
 		s->history = 0;
 		return settle_set(s, SETTLE_SETTLING, why, name);
@@ -128,11 +130,19 @@ bool settle_step(struct settle *s, enum settle_event ev, const struct file_id *i
 	return false;
 }
 
+void settle_defer(struct settle *s, int64_t until_ms)
+{
+	if (s->state == SETTLE_SETTLING && until_ms > s->defer_ms)
+		s->defer_ms = until_ms;
+}
+
 int64_t settle_due(const struct settle *s, int settle_ms)
 {
 	int64_t due = s->changed_ms + settle_ms;
 
-	return s->recheck_ms > due ? s->recheck_ms : due;
+	if (s->recheck_ms > due)
+		due = s->recheck_ms;
+	return s->defer_ms > due ? s->defer_ms : due;
 }
 
 enum settle_verdict settle_check(const struct settle *s, int64_t now_ms, int settle_ms)

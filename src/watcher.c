@@ -344,6 +344,30 @@ void watcher_file_retry(struct watcher *w, const struct folder_cfg *folder, cons
 	watch_entry_sync(w, e);
 }
 
+unsigned watcher_file_backoff(struct watcher *w, const struct folder_cfg *folder,
+			      const char *relpath, unsigned min_ms, unsigned max_ms)
+{
+	struct wentry *e = lookup(w, folder, relpath);
+	int64_t now = (int64_t)uv_now(w->loop);
+	uint64_t delay;
+	struct wbusy *b;
+
+	if (!e || w->opts.oneshot || w->closing)
+		return 0;
+	watch_entry_step(w, e, SETTLE_EV_RETRY, NULL, now);
+	if (e->done)
+		return 0; /* could not be woken (out of memory): logged there */
+	b = e->u.busy;
+	delay = (uint64_t)min_ms << (b->backoffs < 20 ? b->backoffs : 20);
+	if (delay > max_ms)
+		delay = max_ms;
+	if (b->backoffs < UINT8_MAX)
+		b->backoffs++;
+	settle_defer(&b->st, now + (int64_t)delay);
+	watch_entry_sync(w, e);
+	return (unsigned)delay;
+}
+
 void watcher_file_forget(struct watcher *w, const struct folder_cfg *folder, const char *relpath)
 {
 	struct wentry *e = lookup(w, folder, relpath);

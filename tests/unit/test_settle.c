@@ -184,6 +184,36 @@ static void test_retry(void **state)
 	assert_int_equal(settle_check(&s, 900 + SMS, SMS), SETTLE_NEED_PROBE);
 }
 
+/* The owner's backoff: no answer before the deferral, the normal one after;
+ * a change clears it, and only a settling file can be deferred. */
+static void test_defer(void **state)
+{
+	struct settle s = {0};
+	struct file_id id = fid(10, 1), id2 = fid(11, 2);
+
+	(void)state;
+	settle_step(&s, SETTLE_EV_CREATED, &id, 0, SMS, "d");
+	settle_step(&s, SETTLE_EV_REPORTED, NULL, SMS, SMS, "d");
+	settle_defer(&s, 50000); /* FINISHED: nothing to defer */
+	assert_int_equal(s.defer_ms, 0);
+	settle_step(&s, SETTLE_EV_RETRY, NULL, 1000, SMS, "d");
+	settle_defer(&s, 11000);
+	assert_int_equal(settle_due(&s, SMS), 11000);
+	assert_int_equal(settle_check(&s, 1000 + SMS, SMS), SETTLE_WAIT);
+	assert_int_equal(settle_check(&s, 10999, SMS), SETTLE_WAIT);
+	assert_int_equal(settle_check(&s, 11000, SMS), SETTLE_NEED_PROBE);
+	settle_defer(&s, 5000); /* never brought forward */
+	assert_int_equal(settle_due(&s, SMS), 11000);
+	/* Our own post read it: an open and a close are no change. */
+	settle_step(&s, SETTLE_EV_OPEN, NULL, 2000, SMS, "d");
+	settle_step(&s, SETTLE_EV_CLOSE, NULL, 2000, SMS, "d");
+	settle_step(&s, SETTLE_EV_STAT, &id, 2500, SMS, "d");
+	assert_int_equal(settle_due(&s, SMS), 11000);
+	/* Changed meanwhile: a new version, settled as usual from the change. */
+	settle_step(&s, SETTLE_EV_STAT, &id2, 3000, SMS, "d");
+	assert_int_equal(settle_due(&s, SMS), 3000 + SMS);
+}
+
 static void test_lost_events_drop_history(void **state)
 {
 	struct settle s = {0};
@@ -238,6 +268,7 @@ int main(void)
 		cmocka_unit_test(test_report_done_and_change_after),
 		cmocka_unit_test(test_write_after_report),
 		cmocka_unit_test(test_retry),
+		cmocka_unit_test(test_defer),
 		cmocka_unit_test(test_lost_events_drop_history),
 		cmocka_unit_test(test_recreated_resets_counts),
 		cmocka_unit_test(test_age),
