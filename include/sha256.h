@@ -92,4 +92,16 @@ static inline void sha256_drop(struct sha256 *s)
 }
 #endif
 
+/* The digest as 64 lowercase hex digits and a NUL, as the catalogue stores it. */
+static inline void sha256_hex(const unsigned char md[SHA256_LEN], char hex[2 * SHA256_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (unsigned i = 0; i < SHA256_LEN; i++) {
+		hex[2 * i] = digits[md[i] >> 4];
+		hex[2 * i + 1] = digits[md[i] & 15];
+	}
+	hex[2 * SHA256_LEN] = '\0';
+}
+
 #endif

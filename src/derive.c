@@ -51,7 +51,6 @@ static void hash_work(uv_work_t *w)
 {
 	struct job *job = container_of(w, struct job, work);
 	unsigned char md[SHA256_LEN];
-	unsigned i;
 	struct sha256 s;
 	struct stat st;
 	char *buf = NULL;
@@ -72,20 +71,26 @@ static void hash_work(uv_work_t *w)
 		snprintf(job->work_what, sizeof job->work_what, "prepare hashing of");
 		goto out;
 	}
-	while ((n = read(fd, buf, HASH_READ_SIZE)) > 0)
-		sha256_update(&s, buf, (size_t)n);
-	if (n < 0) {
-		job->work_err = -errno;
-		sha256_drop(&s);
-	} else if (sha256_final(&s, md) != 0) {
-		job->work_err = -EIO;
+	for (;;) {
+		n = read(fd, buf, HASH_READ_SIZE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			job->work_err = -errno;
+		else if (n > 0 && sha256_update(&s, buf, (size_t)n) != 0)
+			job->work_err = -EIO;
+		if (n <= 0 || job->work_err)
+			break;
 	}
+	if (job->work_err)
+		sha256_drop(&s);
+	else if (sha256_final(&s, md) != 0)
+		job->work_err = -EIO;
 	if (job->work_err) {
 		snprintf(job->work_what, sizeof job->work_what, "read");
 		goto out;
 	}
-	for (i = 0; i < SHA256_LEN; i++)
-		snprintf(job->sha256 + 2 * i, 3, "%02x", md[i]);
+	sha256_hex(md, job->sha256);
 	job->out_size = (int64_t)st.st_size;
 	if (st.st_size == 0) {
 		job->work_err = -ENODATA;

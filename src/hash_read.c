@@ -36,17 +36,6 @@
 /* From this size on a file may get a reader thread (hash_loop). */
 #define PIPE_MIN_BYTES (4 * 1024 * 1024)
 
-static void hex_digest(const unsigned char md[32], char hex[65])
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (unsigned i = 0; i < 32; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[64] = '\0';
-}
-
 static int read_retry(int fd, unsigned char *buf, size_t len, ssize_t *out)
 {
 	ssize_t n;
@@ -390,7 +379,7 @@ static int hash_fd_buf(int fd, unsigned char *buf, size_t bufsz, size_t slot, bo
 	}
 	if (sha256_final(&d.sha, md) != 0)
 		return -EIO;
-	hex_digest(md, hex);
+	sha256_hex(md, hex);
 	if (bytes)
 		*bytes = d.total;
 	return 0;

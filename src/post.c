@@ -204,7 +204,6 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 /* Copy sfd into tfd, hashing what was read; hex gets the source's sum. */
 static int copy_hashing(int sfd, int tfd, char hex[65])
 {
-	static const char digits[] = "0123456789abcdef";
 	unsigned char md[SHA256_LEN], *buf;
 	struct sha256 s;
 	ssize_t n;
@@ -237,11 +236,8 @@ static int copy_hashing(int sfd, int tfd, char hex[65])
 		sha256_drop(&s);
 	else if (sha256_final(&s, md) != 0)
 		ret = -EIO;
-	for (unsigned i = 0; ret == 0 && i < 32; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-		hex[64] = '\0';
-	}
+	if (ret == 0)
+		sha256_hex(md, hex);
 	free(buf);
 	return ret;
 }
