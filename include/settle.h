@@ -54,6 +54,7 @@ struct settle {
 	uint16_t closes;    /* IN_CLOSE_* seen since IN_CREATE (history only) */
 	uint8_t state;	    /* enum settle_state */
 	uint8_t history;    /* created under our eyes and no event lost since */
+	uint8_t backoffs;   /* the owner's retries of this version (watcher_file_backoff) */
 };
 
 enum settle_verdict {

@@ -78,14 +78,17 @@ void watcher_file_done(struct watcher *w, const struct folder_cfg *folder, const
 /* The file changed while it was hashed, or is to be retried later: settle it again. */
 void watcher_file_retry(struct watcher *w, const struct folder_cfg *folder, const char *relpath);
 /*
- * The owner's action on the file failed and may work later (its after_ingest
- * target was full, say): settle it again, but look at it no earlier than
- * min_ms from now, doubling with each call up to max_ms, until the file is
- * done or changes. Returns the delay, or 0 when the file cannot be retried
- * by this watcher (unknown, a one-shot scan, closing): the caller gives up.
+ * The owner's action on this version (id) of the file failed and may work
+ * later (its after_ingest target was full, say): settle it again, but look at
+ * it no earlier than min_ms from now (+-10%), doubling with each call up to
+ * max_ms, until the file is done or changes. Returns the delay in ms, with
+ * *attempt the calls for this version so far; 0 when the watcher cannot
+ * retry it (unknown, a one-shot scan, closing: the caller gives up); or
+ * -ESTALE when the file changed since (a new version, settled on its own).
  */
-unsigned watcher_file_backoff(struct watcher *w, const struct folder_cfg *folder,
-			      const char *relpath, unsigned min_ms, unsigned max_ms);
+int watcher_file_backoff(struct watcher *w, const struct folder_cfg *folder, const char *relpath,
+			 const struct file_id *id, unsigned min_ms, unsigned max_ms,
+			 unsigned *attempt);
 /* The file was moved away, deleted or quarantined: stop tracking it. */
 void watcher_file_forget(struct watcher *w, const struct folder_cfg *folder, const char *relpath);
 /* Rescan every folder now (reconcile). */

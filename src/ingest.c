@@ -138,26 +138,37 @@ static void start_lookup(struct infile *f);
  * The after_ingest action or the quarantine failed (its target full or
  * unmounted, say). The asset, or the ledger's duplicate row, is committed and
  * the file is left where it is, so nothing is lost; the daemon tries again by
- * itself, POST_RETRY_MIN_MS later and doubling up to POST_RETRY_MAX_MS: the
- * watcher settles the file again and the ledger lookup finds the action still
- * pending (or the file changed, and it is a new version). A `scan` leaves it
- * for its next run, as does a file the watcher cannot retry.
+ * itself, POST_RETRY_MIN_MS later and doubling up to POST_RETRY_MAX_MS (+-10%,
+ * so files that failed together do not retry in step): the watcher settles
+ * the file again and the ledger lookup finds the action still pending. A file
+ * changed since is a new version, already settling on its own (a copy that
+ * saw it change fails its checksum). A `scan` leaves it for its next run, as
+ * does a file the watcher cannot retry.
  */
 static void post_failed(struct infile *f, const char *what, const char *error)
 {
-	unsigned delay = 0;
+	const char *code = f->folder->tenant->code;
+	unsigned attempt = 0;
 	char esc[LOG_ESC_MAX];
+	int delay = 0;
 
 	if (file_current(f))
-		delay = watcher_file_backoff(f->ing->watcher, f->folder, f->relpath,
-					     POST_RETRY_MIN_MS, POST_RETRY_MAX_MS);
+		delay = watcher_file_backoff(f->ing->watcher, f->folder, f->relpath, &f->id,
+					     POST_RETRY_MIN_MS, POST_RETRY_MAX_MS, &attempt);
 	log_escape(f->relpath, esc, sizeof esc);
-	if (delay) {
-		log_error("ingest", "%s \"%s\": %s, retrying in %u s: %s", f->folder->tenant->code,
-			  esc, what, delay / 1000, error);
+	if (delay == -ESTALE) {
+		log_warnx("ingest", "%s \"%s\": %s, and the file has changed since: %s", code, esc,
+			  what, error);
+	} else if (delay > 0 && attempt <= 1) {
+		log_error("ingest", "%s \"%s\": %s, retrying in %d s: %s", code, esc, what,
+			  (delay + 500) / 1000, error);
+	} else if (delay > 0) {
+		/* Said at error level once; the operator knows by now. */
+		log_warnx("ingest", "%s \"%s\": %s (attempt %u), retrying in %d s: %s", code, esc,
+			  what, attempt, (delay + 500) / 1000, error);
 	} else {
-		log_error("ingest", "%s \"%s\": %s, will retry at the next start or scan: %s",
-			  f->folder->tenant->code, esc, what, error);
+		log_error("ingest", "%s \"%s\": %s, will retry at the next start or scan: %s", code,
+			  esc, what, error);
 		file_done(f);
 	}
 	infile_set_state(f, IF_DONE);

@@ -54,6 +54,7 @@ static bool settle_restart(struct settle *s, const struct file_id *id, int64_t n
 	s->changed_ms = now_ms;
 	s->recheck_ms = 0;
 	s->defer_ms = 0;
+	s->backoffs = 0;
 	s->opens = 0;
 	s->closes = 0;
 	s->history = history;
@@ -68,6 +69,7 @@ static bool settle_changed(struct settle *s, int64_t now_ms, const char *why, co
 	s->changed_ms = now_ms;
 	s->recheck_ms = 0;
 	s->defer_ms = 0;
+	s->backoffs = 0;
 	if (s->state == SETTLE_FINISHED || s->state == SETTLE_DONE) {
 		s->history = 0;
 		return settle_set(s, SETTLE_SETTLING, why, name);
@@ -122,10 +124,17 @@ bool settle_step(struct settle *s, enum settle_event ev, const struct file_id *i
 		if (s->state != SETTLE_FINISHED)
 			return false;
 		return settle_set(s, SETTLE_DONE, "catalogued", name);
-	case SETTLE_EV_RETRY:
+	case SETTLE_EV_RETRY: {
+		/* Same version: its backoff count goes on (a change resets it). */
+		uint8_t backoffs = s->backoffs;
+		bool changed;
+
 		if (s->state == SETTLE_SEEN)
 			return false;
-		return settle_restart(s, NULL, now_ms, false, "retry", name);
+		changed = settle_restart(s, NULL, now_ms, false, "retry", name);
+		s->backoffs = backoffs;
+		return changed;
+	}
 	}
 	return false;
 }

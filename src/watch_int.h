@@ -44,7 +44,6 @@ struct wbusy {
 	struct wentry *e;
 	struct wlink link; /* on w->settling while SETTLING, else self-linked */
 	struct settle st;
-	uint8_t backoffs; /* watcher_file_backoff calls since the file was woken */
 };
 
 /*

@@ -143,18 +143,23 @@ void watch_emit_known(struct watcher *w, struct wfolder *f, const char *relpath,
 
 static void reconcile_cb(uv_timer_t *t);
 
-static void reconcile_arm(struct watcher *w)
+/* ms +-10% (xorshift), so that what started together does not repeat in step. */
+static uint64_t jittered(struct watcher *w, uint64_t ms)
 {
-	uint64_t ms = (uint64_t)w->cfg->reconcile_interval_s * 1000, jitter;
-
-	if (!ms || w->closing)
-		return;
-	/* xorshift: +-10% so many nodes started together do not scan in step */
 	w->rng ^= w->rng << 13;
 	w->rng ^= w->rng >> 7;
 	w->rng ^= w->rng << 17;
-	jitter = ms / 5 ? w->rng % (ms / 5) : 0;
-	uv_timer_start(&w->reconcile, reconcile_cb, ms - ms / 10 + jitter, 0);
+	return ms - ms / 10 + (ms / 5 ? w->rng % (ms / 5) : 0);
+}
+
+static void reconcile_arm(struct watcher *w)
+{
+	uint64_t ms = (uint64_t)w->cfg->reconcile_interval_s * 1000;
+
+	if (!ms || w->closing)
+		return;
+	/* Many nodes started together do not scan in step. */
+	uv_timer_start(&w->reconcile, reconcile_cb, jittered(w, ms), 0);
 }
 
 static void rootcheck_cb(uv_timer_t *t)
@@ -344,28 +349,43 @@ void watcher_file_retry(struct watcher *w, const struct folder_cfg *folder, cons
 	watch_entry_sync(w, e);
 }
 
-unsigned watcher_file_backoff(struct watcher *w, const struct folder_cfg *folder,
-			      const char *relpath, unsigned min_ms, unsigned max_ms)
+int watcher_file_backoff(struct watcher *w, const struct folder_cfg *folder, const char *relpath,
+			 const struct file_id *id, unsigned min_ms, unsigned max_ms,
+			 unsigned *attempt)
 {
 	struct wentry *e = lookup(w, folder, relpath);
-	int64_t now = (int64_t)uv_now(w->loop);
+	int64_t now = (int64_t)uv_now(w->loop), since = now;
 	uint64_t delay;
-	struct wbusy *b;
+	struct settle *s;
 
+	*attempt = 0;
 	if (!e || w->opts.oneshot || w->closing)
 		return 0;
+	/* Only the version the owner worked on: a change since made it a new
+	 * version, settling or in the owner's hands on its own. */
+	if (e->done) {
+		if (e->u.fp != watch_fp(id))
+			return -ESTALE;
+	} else {
+		s = &e->u.busy->st;
+		if (s->state != SETTLE_FINISHED || !file_id_equal(&s->id, id))
+			return -ESTALE;
+		since = s->changed_ms;
+	}
 	watch_entry_step(w, e, SETTLE_EV_RETRY, NULL, now);
 	if (e->done)
 		return 0; /* could not be woken (out of memory): logged there */
-	b = e->u.busy;
-	delay = (uint64_t)min_ms << (b->backoffs < 20 ? b->backoffs : 20);
-	if (delay > max_ms)
-		delay = max_ms;
-	if (b->backoffs < UINT8_MAX)
-		b->backoffs++;
-	settle_defer(&b->st, now + (int64_t)delay);
+	s = &e->u.busy->st;
+	/* Unchanged since then: the oldest-settling age shows a file stuck here. */
+	s->changed_ms = since;
+	delay = (uint64_t)min_ms << (s->backoffs < 20 ? s->backoffs : 20);
+	delay = jittered(w, delay > max_ms ? max_ms : delay);
+	if (s->backoffs < UINT8_MAX)
+		s->backoffs++;
+	*attempt = s->backoffs;
+	settle_defer(s, now + (int64_t)delay);
 	watch_entry_sync(w, e);
-	return (unsigned)delay;
+	return delay > INT32_MAX ? INT32_MAX : (int)delay;
 }
 
 void watcher_file_forget(struct watcher *w, const struct folder_cfg *folder, const char *relpath)

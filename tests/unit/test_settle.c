@@ -209,9 +209,17 @@ static void test_defer(void **state)
 	settle_step(&s, SETTLE_EV_CLOSE, NULL, 2000, SMS, "d");
 	settle_step(&s, SETTLE_EV_STAT, &id, 2500, SMS, "d");
 	assert_int_equal(settle_due(&s, SMS), 11000);
-	/* Changed meanwhile: a new version, settled as usual from the change. */
-	settle_step(&s, SETTLE_EV_STAT, &id2, 3000, SMS, "d");
-	assert_int_equal(settle_due(&s, SMS), 3000 + SMS);
+	/* A retry of the same version keeps its backoff count. */
+	s.backoffs = 3;
+	settle_step(&s, SETTLE_EV_REPORTED, NULL, 11000, SMS, "d");
+	settle_step(&s, SETTLE_EV_RETRY, NULL, 12000, SMS, "d");
+	assert_int_equal(s.backoffs, 3);
+	settle_defer(&s, 40000);
+	/* Changed meanwhile: a new version, settled as usual from the change,
+	 * its backoff starting over. */
+	settle_step(&s, SETTLE_EV_STAT, &id2, 13000, SMS, "d");
+	assert_int_equal(settle_due(&s, SMS), 13000 + SMS);
+	assert_int_equal(s.backoffs, 0);
 }
 
 static void test_lost_events_drop_history(void **state)
