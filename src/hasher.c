@@ -212,9 +212,9 @@ static void hash_file(struct hash_job *j, int rootfd, const char *shown)
 		goto out;
 	}
 	/* Readahead doubles for a sequential reader; the hint is only advice,
-	 * and a file that one read takes whole needs none (a burst of small
-	 * files saves the syscall). */
-	if ((uint64_t)st.st_size > j->read_size)
+	 * and a file within the default readahead window (128 KiB) gains nothing
+	 * from it (a burst of small files saves the syscall). */
+	if (st.st_size > 128 * 1024)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	rc = hash_fd_detect(fd, &st, j->read_size, HASH_IO_AUTO, r->sha256, &r->bytes, r->mime,
 			    sizeof(r->mime));
