@@ -20,7 +20,7 @@
 
 #include "derive.h"
 #include "log.h"
-#include "sha256.h"
+#include "hasher.h"
 #include "util.h"
 
 #define THUMB_BOX	     480  /* thumbnails fit in THUMB_BOX x THUMB_BOX */
@@ -50,12 +50,8 @@ static int mkdir_p(char *path)
 static void hash_work(uv_work_t *w)
 {
 	struct job *job = container_of(w, struct job, work);
-	unsigned char md[SHA256_LEN];
-	struct sha256 s;
 	struct stat st;
-	char *buf = NULL;
-	ssize_t n;
-	int fd;
+	int fd, rc;
 
 	job->work_err = 0;
 	fd = open(job->out_tmp, O_RDONLY | O_CLOEXEC);
@@ -65,32 +61,19 @@ static void hash_work(uv_work_t *w)
 		snprintf(job->work_what, sizeof job->work_what, "open");
 		return;
 	}
-	buf = malloc(HASH_READ_SIZE);
-	if (!buf || fstat(fd, &st) != 0 || sha256_init(&s) != 0) {
-		job->work_err = errno ? -errno : -ENOMEM;
+	if (fstat(fd, &st) != 0) {
+		job->work_err = -errno;
 		snprintf(job->work_what, sizeof job->work_what, "prepare hashing of");
 		goto out;
 	}
-	for (;;) {
-		n = read(fd, buf, HASH_READ_SIZE);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			job->work_err = -errno;
-		else if (n > 0 && sha256_update(&s, buf, (size_t)n) != 0)
-			job->work_err = -EIO;
-		if (n <= 0 || job->work_err)
-			break;
-	}
-	if (job->work_err)
-		sha256_drop(&s);
-	else if (sha256_final(&s, md) != 0)
-		job->work_err = -EIO;
-	if (job->work_err) {
-		snprintf(job->work_what, sizeof job->work_what, "read");
+	/* Plain reads: ffmpeg's next job may be running beside this one. */
+	rc = hash_fd_sha256_io(fd, HASH_READ_SIZE, HASH_IO_SERIAL, job->sha256, NULL);
+	if (rc != 0) {
+		job->work_err = rc;
+		snprintf(job->work_what, sizeof job->work_what,
+			 rc == -ENOMEM ? "prepare hashing of" : "read");
 		goto out;
 	}
-	sha256_hex(md, job->sha256);
 	job->out_size = (int64_t)st.st_size;
 	if (st.st_size == 0) {
 		job->work_err = -ENODATA;
@@ -103,7 +86,6 @@ static void hash_work(uv_work_t *w)
 		snprintf(job->work_what, sizeof job->work_what, "write");
 	}
 out:
-	free(buf);
 	close(fd);
 }
 
