@@ -147,7 +147,6 @@ bool known_fingerprint(const char *relpath, const struct file_id *id,
 		       unsigned char fp[KNOWN_FP_LEN])
 {
 	unsigned char md[SHA256_LEN], buf[24 + FP_PATH_MAX];
-	struct sha256 s;
 	size_t len = strlen(relpath);
 
 	if (len > FP_PATH_MAX)
@@ -158,15 +157,7 @@ bool known_fingerprint(const char *relpath, const struct file_id *id,
 	be64(buf + 8, (uint64_t)id->size);
 	be64(buf + 16, (uint64_t)id->mtime_ns);
 	memcpy(buf + 24, relpath, len);
-	/* Not SHA256(): in OpenSSL 3 that one-shot fetches an EVP method on
-	 * every call (and initialises the providers on the first). */
-	if (sha256_init(&s) != 0)
-		return false;
-	if (sha256_update(&s, buf, 24 + len) != 0) {
-		sha256_drop(&s);
-		return false;
-	}
-	if (sha256_final(&s, md) != 0)
+	if (sha256_once(buf, 24 + len, md) != 0)
 		return false;
 	memcpy(fp, md, KNOWN_FP_LEN);
 	return true;
