@@ -70,6 +70,13 @@ int catalog_record(struct catalog *c, const struct catalog_file *f, catalog_cb c
 	__attribute__((warn_unused_result));
 /* The post-ingest action for asset_id finished (file now at final_path). */
 int catalog_confirm_move(struct catalog *c, const char *asset_id, catalog_cb cb, void *arg);
+/*
+ * The post-ingest move of asset_id failed and the file stays in the drop
+ * folder for now: point its original location and primary_storage_path back
+ * at it until a confirmation points them at the destination (sql/008). A
+ * confirmation that overtakes this report wins; either order ends right.
+ */
+int catalog_move_failed(struct catalog *c, const char *asset_id, catalog_cb cb, void *arg);
 /* Called by the owner when the db becomes READY: upsert tenants, ensure partitions, resend held
  * work. */
 void catalog_db_ready(struct catalog *c);

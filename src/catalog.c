@@ -53,6 +53,9 @@ static const char *const kind_sql[] = {
 		     "final_path_hex, sha256 FROM mam_ingest_lookup($1::jsonb)",
 	[K_CONFIRM] = "SELECT (x.o - 1)::int, mam_confirm_move(x.a) "
 		      "FROM unnest($1::uuid[]) WITH ORDINALITY AS x(a, o)",
+	/* false: the ledger says there is nothing to point back (sql/008). */
+	[K_UNMOVED] = "SELECT (x.o - 1)::int, mam_point_original(x.a, true) "
+		      "FROM unnest($1::uuid[]) WITH ORDINALITY AS x(a, o)",
 	[K_TENANTS] = "SELECT code, is_active FROM mam_upsert_tenants($1::jsonb)",
 	/* Whatever the function's end-date convention, this range covers both months. */
 	[K_PARTITIONS] = "SELECT mam_create_assets_partitions("
@@ -66,6 +69,12 @@ static const char *const kind_sql[] = {
 		     "+ (SELECT count(*) FROM mam_ingest_batch('[]'::jsonb)) "
 		     "+ (SELECT count(*) FROM mam_ingest_set('[]'::jsonb))",
 };
+
+/* Kinds whose items are asset ids, sent as one uuid[] literal. */
+static bool by_id(enum kind k)
+{
+	return k == K_CONFIRM || k == K_UNMOVED;
+}
 
 static void item_free(struct item *it)
 {
@@ -196,7 +205,7 @@ void catalog_flush(struct catalog *c, bool records)
 	for (k = 0; k < K_NQUEUES; k++) {
 		/* Confirmations come from files moving after their batch, a few per
 		 * iteration: they keep their timer and travel together. */
-		if (k == K_CONFIRM || (!records && k != K_LOOKUP))
+		if (by_id(k) || (!records && k != K_LOOKUP))
 			continue;
 		if (c->q[k].n > 0 && !c->q[k].due) {
 			c->q[k].due = true;
@@ -280,7 +289,7 @@ static void fail_batch(struct catalog *c, struct batch *b, const char *error)
 		memset(&r, 0, sizeof r);
 		r.outcome = CAT_FAILED;
 		snprintf(r.error, sizeof r.error, "%s", error);
-		if (b->kind == K_CONFIRM)
+		if (by_id(b->kind))
 			snprintf(r.asset_id, sizeof r.asset_id, "%s", b->items[i]->json);
 		deliver(c, b, i, false, &r);
 	}
@@ -299,7 +308,7 @@ static void answer_items(struct catalog *c, struct batch *b, PGresult *res)
 	for (i = 0; i < b->n; i++) {
 		int row = pos[i];
 
-		if (b->kind == K_CONFIRM) {
+		if (by_id(b->kind)) {
 			memset(&r, 0, sizeof r);
 			snprintf(r.asset_id, sizeof r.asset_id, "%s", b->items[i]->json);
 			/* NULL: nothing was pending (already confirmed); still fine. */
@@ -366,6 +375,7 @@ static void batch_cb(PGresult *res, const char *error, void *arg)
 			  b->kind == K_RECORD	 ? "catalogue"
 			  : b->kind == K_LOOKUP	 ? "lookup"
 			  : b->kind == K_CONFIRM ? "confirm"
+			  : b->kind == K_UNMOVED ? "unmoved"
 						 : "start-up",
 			  error);
 		if (b->kind < K_NQUEUES)
@@ -393,13 +403,13 @@ static char *batch_param(const struct batch *b)
 
 	if (b->param)
 		return strdup(b->param);
-	sb_puts(&sb, b->kind == K_CONFIRM ? "{" : "[");
+	sb_puts(&sb, by_id(b->kind) ? "{" : "[");
 	for (i = 0; i < b->n; i++) {
 		if (i)
 			sb_puts(&sb, ",");
 		sb_puts(&sb, b->items[i]->json);
 	}
-	sb_puts(&sb, b->kind == K_CONFIRM ? "}" : "]");
+	sb_puts(&sb, by_id(b->kind) ? "}" : "]");
 	if (sb.oom) {
 		sb_free(&sb);
 		return NULL;
@@ -486,7 +496,8 @@ int catalog_lookup(struct catalog *c, const struct folder_cfg *folder, const cha
 	return 0;
 }
 
-int catalog_confirm_move(struct catalog *c, const char *asset_id, catalog_cb cb, void *arg)
+static int enqueue_id(struct catalog *c, enum kind k, const char *asset_id, catalog_cb cb,
+		      void *arg)
 {
 	struct item *it;
 
@@ -500,8 +511,18 @@ int catalog_confirm_move(struct catalog *c, const char *asset_id, catalog_cb cb,
 	}
 	it->cb = cb;
 	it->arg = arg;
-	enqueue(c, K_CONFIRM, it);
+	enqueue(c, k, it);
 	return 0;
+}
+
+int catalog_confirm_move(struct catalog *c, const char *asset_id, catalog_cb cb, void *arg)
+{
+	return enqueue_id(c, K_CONFIRM, asset_id, cb, arg);
+}
+
+int catalog_move_failed(struct catalog *c, const char *asset_id, catalog_cb cb, void *arg)
+{
+	return enqueue_id(c, K_UNMOVED, asset_id, cb, arg);
 }
 
 unsigned catalog_held(const struct catalog *c)

@@ -16,6 +16,7 @@ enum kind {
 	K_RECORD,
 	K_LOOKUP,
 	K_CONFIRM,
+	K_UNMOVED,
 	K_NQUEUES,
 	K_TENANTS = K_NQUEUES,
 	K_PARTITIONS,
@@ -28,7 +29,7 @@ struct item {
 	catalog_cb cb;
 	catalog_lookup_cb lookup_cb;
 	void *arg;
-	char *json; /* array element (record, lookup) or asset id (confirm) */
+	char *json; /* array element (record, lookup) or asset id (confirm, unmoved) */
 };
 
 struct batch {

@@ -234,12 +234,27 @@ void ingest_confirm_move(struct ingest *ing, const char *asset_id)
 		ing->n_confirms++;
 }
 
+static void unmoved_cb(const struct catalog_result *r, void *arg)
+{
+	struct ingest *ing = arg;
+
+	if (r->outcome == CAT_FAILED)
+		log_warnx("ingest", "asset %s: could not point its location at the drop folder: %s",
+			  r->asset_id, r->error);
+	ing->n_confirms--;
+	ingest_maybe_finish(ing);
+}
+
 static void on_post_done(const struct post_result *res, void *arg)
 {
 	struct infile *f = arg;
 
 	if (res->status != 0) {
-		/* The asset is committed and its move stays pending in the ledger. */
+		/* The asset is committed and its move stays pending in the ledger.
+		 * Until a retry moves the file, the catalogue names where it is. */
+		if (f->folder->after == AFTER_MOVE &&
+		    catalog_move_failed(f->ing->catalog, f->asset_id, unmoved_cb, f->ing) == 0)
+			f->ing->n_confirms++;
 		post_failed(f, "after_ingest failed", res->error);
 		return;
 	}

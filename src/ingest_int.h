@@ -96,8 +96,8 @@ struct ingest {
 	unsigned n_upstream;	/* of n_files, looking up or hashing (catalogue work to come) */
 	uv_check_t flush_check; /* end of each loop iteration: ingest_flush_check() */
 	unsigned n_held;	/* of n_files, in IF_HELD (kept without walking the list) */
-	unsigned n_confirms;	/* after_ingest confirmations not yet answered */
-	unsigned n_closing;	/* stages whose close callback is outstanding */
+	unsigned n_confirms; /* after_ingest confirmations and failure reports not yet answered */
+	unsigned n_closing;  /* stages whose close callback is outstanding */
 	uint64_t maint_ticks;
 	uint64_t db_down_since; /* uv_hrtime() when the database went away, 0 when up */
 	bool scan_done;		/* oneshot: the watcher finished its pass */

@@ -8,10 +8,11 @@
 # big file's move fails. Expected: the error is logged (naming ENOSPC); the
 # file is not lost: it is still in the drop folder with its bytes; no partial
 # copy or temporary file is left in the library; the ledger keeps the move
-# pending (so it is repaired), and the daemon keeps running and says when it
-# retries. Once there is room (remount with a larger size) the daemon retries
+# pending (so it is repaired), the asset's location and primary_storage_path
+# name the file in the drop folder, and the daemon keeps running and says when
+# it retries. Once there is room (remount with a larger size) the daemon retries
 # by itself (10 s after the failure, doubling; no restart, no SIGHUP), and the
-# storage location ends up pointing at the moved file with its checksum
+# storage location points at the moved file again, with its checksum
 # (issue 4 item 4): the invariant, with every location under the library.
 #
 # Tenant q1, on_duplicate: quarantine into the full quarantine folder: the
@@ -113,8 +114,12 @@ assert_eq "$(psql_q "SELECT move_state FROM ingest_ledger WHERE sha256 = '$BIG_S
 	"ledger move_state of big.bin while the library is full"
 assert_eq "$(psql_q "SELECT count(*) FROM assets a JOIN tenants t ON t.id = a.tenant_id
 	WHERE t.code = 'q1' AND a.checksum_sha256 = '$DUP_SHA'")" 1 "assets with dup.bin's content (the original only)"
-# Known gap (reported, not asserted): until the move succeeds, big.bin's
-# storage location names the library path, where no file is.
+# Until the move succeeds the catalogue names the file where it is: the drop
+# folder (sql/008), location and primary_storage_path alike, with its URL.
+BIG_LOC="SELECT l.path || '|' || l.filename || '|' || l.url || '|' || a.primary_storage_path
+	FROM asset_storage_locations l JOIN assets a ON a.id = l.asset_id
+	WHERE l.purpose = 'original' AND a.checksum_sha256 = '$BIG_SHA'"
+wait_sql 60 "$BIG_LOC" "$T/drop/m1/big.bin|big.bin|file://$T/drop/m1/big.bin|$T/drop/m1/big.bin"
 
 phase_begin "still full: the daemon retries by itself, backing off"
 # The second failure says its attempt and about twice the delay (+-10%).
@@ -129,6 +134,11 @@ for m in "${MOUNTS[@]}"; do mount -o remount,size=64m "$m" || fail "could not gr
 _big_moved() { [ ! -e "$T/drop/m1/big.bin" ]; }
 wait_for 120 "big.bin moved by the daemon's retry" _big_moved
 wait_sql 60 "SELECT move_state FROM ingest_ledger WHERE sha256 = '$BIG_SHA'" 'done'
+# ... and, the move confirmed, the moved file in the library again.
+BIG_FINAL=$(psql_q "SELECT final_path FROM ingest_ledger WHERE sha256 = '$BIG_SHA'")
+case $BIG_FINAL in "$LIB"/*/big.bin) ;; *) fail "big.bin's recorded destination: [$BIG_FINAL]" ;; esac
+assert_eq "$(sha256 "$BIG_FINAL")" "$BIG_SHA" "content of big.bin at its destination"
+wait_sql 60 "$BIG_LOC" "$BIG_FINAL|big.bin|file://$BIG_FINAL|$BIG_FINAL"
 wait_for 120 "dup.bin quarantined by the daemon's retry" test -f "$QDIR/dup.bin.reason.json"
 phase_end
 grep -q "configuration reloaded" "$T/daemon.log" && fail "nothing should have reloaded the daemon"

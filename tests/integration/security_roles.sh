@@ -407,6 +407,14 @@ refused mam_worker "permission denied for function mam_create_assets_partitions"
 	"SELECT mam_create_assets_partitions('2098-01-01', '2098-01-01')"
 refused app_alice "permission denied for function mam_create_assets_partitions" \
 	"SELECT mam_create_assets_partitions('2098-01-01', '2098-01-01')"
+# The other SECURITY DEFINER function (sql/008): the ingester only. For an
+# asset no ledger row moves it does nothing.
+assert_eq "$(as_role mam_ingester "SELECT mam_point_original(gen_random_uuid(), true)")" f \
+	"mam_point_original by mam_ingester for an unknown asset"
+refused mam_worker "permission denied for function mam_point_original" \
+	"SELECT mam_point_original(gen_random_uuid(), true)"
+refused app_alice "permission denied for function mam_point_original" \
+	"SELECT mam_point_original(gen_random_uuid(), false)"
 nparts=$(psql_q "SELECT count(*) FROM ($PARTS_SQL) p")
 [ "$nparts" -ge 5 ] || fail "only $nparts partitions of assets"
 # (Assigned first: a failed query must fail the test, not compare as "".)
