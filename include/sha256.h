@@ -8,20 +8,26 @@
  * costs a few milliseconds at start, for nothing mam-ingest uses. The
  * low-level SHA256_* functions run the same assembly (SHA-NI or AVX2,
  * chosen by OpenSSL's CPU detection) without it. They are deprecated in
- * OpenSSL 3 but present; a build against a release without them falls
- * back to EVP.
+ * OpenSSL 3 but present; a build against a release without them, or with
+ * them switched off (OPENSSL_NO_DEPRECATED, OPENSSL_API_COMPAT of 3.0 or
+ * later), falls back to EVP. SHA256_IMPL names the one compiled in.
  */
 #ifndef MAM_SHA256_H
 #define MAM_SHA256_H
 
 #include <stddef.h>
 
+/* opensslconf.h (through macros.h in OpenSSL 3) turns OPENSSL_NO_DEPRECATED
+ * and OPENSSL_API_COMPAT into OPENSSL_NO_DEPRECATED_3_0. */
+#include <openssl/opensslconf.h>
 #include <openssl/opensslv.h>
 
 #define SHA256_LEN 32
 
-#if OPENSSL_VERSION_MAJOR < 4
+#if OPENSSL_VERSION_MAJOR < 4 && !defined(OPENSSL_NO_DEPRECATED_3_0)
 #include <openssl/sha.h>
+
+#define SHA256_IMPL "SHA256_Init"
 
 /* The deprecation is the only warning silenced, and only here. */
 #pragma GCC diagnostic push
@@ -55,6 +61,8 @@ static inline void sha256_drop(struct sha256 *s)
 #pragma GCC diagnostic pop
 #else
 #include <openssl/evp.h>
+
+#define SHA256_IMPL "EVP"
 
 struct sha256 {
 	EVP_MD_CTX *c;
