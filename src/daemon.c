@@ -8,7 +8,6 @@
  * ingest_known.c.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "heap.h"
 #include "ingest_int.h"
 #include "log.h"
 #include "mime.h"
@@ -357,8 +357,11 @@ static void reload(struct ingest *ing)
 	log_info("ingest", "SIGHUP: reloading \"%s\"", ing->opts->config_path);
 	notify_reloading();
 	rc = config_load(ing->opts->config_path, &ncfg, &errs);
-	for (i = 0; i < errs.n; i++)
-		log_error("config", "%s", errs.msgs[i]);
+	for (i = 0; i < errs.n; i++) /* after a successful load, only warnings */
+		if (rc == 0)
+			log_warnx("config", "%s", errs.msgs[i]);
+		else
+			log_error("config", "%s", errs.msgs[i]);
 	config_errors_free(&errs);
 	if (rc != 0) {
 		log_error("ingest", "reload failed: keeping the running configuration");
@@ -503,7 +506,7 @@ static void progress_cb(uv_timer_t *t)
 		uv_timer_stop(t);
 		/* A backlog held an infile and a lookup per file at once; glibc keeps
 		 * that peak otherwise (a 100,000-file restart stayed at its peak RSS). */
-		malloc_trim(0);
+		heap_trim();
 		status_update(ing);
 		return;
 	}

@@ -26,7 +26,6 @@
  * ingest.c then asks the lookup, which says what to do with it.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 #include <libpq-fe.h>
 
 #include "db.h"
+#include "heap.h"
 #include "ingest_int.h"
 #include "known.h"
 #include "log.h"
@@ -241,7 +241,8 @@ void ingest_known_recorded(struct ingest *ing, const struct folder_cfg *folder, 
 {
 	struct known_folder *kf = known_find(ing, folder);
 
-	/* Out of memory: the set can no longer say "new" for the folder. */
+	/* Out of memory (or a path too long to fingerprint): the set can no
+	 * longer say "new" for the folder. */
 	if (kf && kf->set && known_add(kf->set, relpath, id) != 0)
 		kf->trusted = false;
 }
@@ -277,7 +278,7 @@ static void known_sweep_cb(uv_timer_t *t)
 	uv_timer_stop(t);
 	log_debug("ingest", "start-up pass over: known-file sets freed; new files are looked up");
 	/* The scans' listings and the sets are gone: give the pages back. */
-	malloc_trim(0);
+	heap_trim();
 }
 
 static void known_timer_cb(uv_timer_t *t)

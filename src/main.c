@@ -5,13 +5,13 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
 #include "config.h"
+#include "heap.h"
 #include "log.h"
 
 struct subcmd {
@@ -103,8 +103,7 @@ int main(int argc, char **argv)
 	 * cache serves small blocks without the arena lock. MALLOC_ARENA_MAX
 	 * in the environment still overrides it.
 	 */
-	if (!getenv("MALLOC_ARENA_MAX"))
-		mallopt(M_ARENA_MAX, 1);
+	heap_one_arena();
 	/* Options may come before or after the command: find the command first. */
 	for (i = 1; i < argc; i++) {
 		size_t k;
