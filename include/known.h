@@ -36,8 +36,9 @@ int known_add(struct known *k, const char *relpath, const struct file_id *id)
 	__attribute__((warn_unused_result));
 bool known_has(const struct known *k, const char *relpath, const struct file_id *id);
 size_t known_count(const struct known *k);
-/* The fingerprint of one identity; false for a path too long to have one. */
-bool known_fingerprint(const char *relpath, const struct file_id *id,
-		       unsigned char fp[KNOWN_FP_LEN]);
+/* The fingerprint of one identity: 0, -ENAMETOOLONG for a path too long to
+ * have one, -ENOMEM when the digest could not be set up. */
+int known_fingerprint(const char *relpath, const struct file_id *id, unsigned char fp[KNOWN_FP_LEN])
+	__attribute__((warn_unused_result));
 
 #endif

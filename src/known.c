@@ -143,32 +143,33 @@ static void be64(unsigned char *p, uint64_t v)
 /* Paths the watcher builds are shorter than PATH_MAX + NAME_MAX + 2. */
 #define FP_PATH_MAX 8192
 
-bool known_fingerprint(const char *relpath, const struct file_id *id,
-		       unsigned char fp[KNOWN_FP_LEN])
+int known_fingerprint(const char *relpath, const struct file_id *id, unsigned char fp[KNOWN_FP_LEN])
 {
 	unsigned char md[SHA256_LEN], buf[24 + FP_PATH_MAX];
 	size_t len = strlen(relpath);
 
 	if (len > FP_PATH_MAX)
-		return false;
+		return -ENAMETOOLONG;
 	/* int8send(ino) || int8send(size) || int8send(mtime_ns) || relpath, as in
 	 * sql/007_restart.sql; ino is the uint64 stored two's complement. */
 	be64(buf, id->ino);
 	be64(buf + 8, (uint64_t)id->size);
 	be64(buf + 16, (uint64_t)id->mtime_ns);
 	memcpy(buf + 24, relpath, len);
+	/* The low-level digest cannot fail; the EVP fallback can only run out of memory. */
 	if (sha256_once(buf, 24 + len, md) != 0)
-		return false;
+		return -ENOMEM;
 	memcpy(fp, md, KNOWN_FP_LEN);
-	return true;
+	return 0;
 }
 
 int known_add(struct known *k, const char *relpath, const struct file_id *id)
 {
 	unsigned char fp[KNOWN_FP_LEN];
+	int rc = known_fingerprint(relpath, id, fp);
 
-	if (!known_fingerprint(relpath, id, fp))
-		return -ENAMETOOLONG;
+	if (rc != 0)
+		return rc;
 	return add_fp(k, fp);
 }
 
@@ -177,7 +178,7 @@ bool known_has(const struct known *k, const char *relpath, const struct file_id 
 	unsigned char fp[KNOWN_FP_LEN];
 	size_t i;
 
-	if (!k || k->count == 0 || !known_fingerprint(relpath, id, fp))
+	if (!k || k->count == 0 || known_fingerprint(relpath, id, fp) != 0)
 		return false;
 	if (memcmp(fp, zero_fp, KNOWN_FP_LEN) == 0)
 		return k->has_zero;
