@@ -13,6 +13,9 @@
 #include "hasher.h"
 
 #define HASH_DEFAULT_READ_SIZE (2 * 1024 * 1024)
+/* A smaller hash_read_size acts as this: libmagic wants the first 64 KiB in
+ * one buffer, and smaller reads cost. The configuration warns about it. */
+#define HASH_MIN_READ_SIZE (64 * 1024)
 
 /* Hash fd from its current offset to its end into hex (and *bytes). st is
  * the open file's fstat (may be NULL unless io is HASH_IO_AUTO); read_size 0

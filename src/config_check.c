@@ -1,9 +1,10 @@
 /*
  * config_check: the configuration loader's error list (every problem is
  * collected as "FILE:LINE:COL: key "NAME": reason" and reported in file
- * order) and the checks that span keys, run after the walk with the
- * positions it recorded: overlapping drop folders, a move_to inside a drop
- * folder, listen addresses, conninfo, even proxy heights.
+ * order, among them warnings, which do not fail the load) and the checks
+ * that span keys, run after the walk with the positions it recorded:
+ * overlapping drop folders, a move_to inside a drop folder, listen
+ * addresses, conninfo, even proxy heights, a small hash_read_size.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,24 +13,23 @@
 
 #include "config_int.h"
 #include "config_value.h"
+#include "hash_read.h"
 
-void config_err_at(struct ctx *c, int line, int col, const char *key, const char *fmt, ...)
+/* One message (warnings start "warning: ") at its place in the file. */
+static void add_msg(struct ctx *c, int line, int col, const char *key, const char *kind,
+		    const char *reason)
 {
-	char reason[1024], *msg = NULL, **msgs;
-	va_list ap;
+	char *msg = NULL, **msgs;
 	long *pos;
 	int rc;
 
-	c->nerr++;
-	va_start(ap, fmt);
-	vsnprintf(reason, sizeof reason, fmt, ap);
-	va_end(ap);
 	if (line <= 0)
-		rc = asprintf(&msg, "%s: %s", c->file, reason);
+		rc = asprintf(&msg, "%s: %s%s", c->file, kind, reason);
 	else if (key)
-		rc = asprintf(&msg, "%s:%d:%d: key \"%s\": %s", c->file, line, col, key, reason);
+		rc = asprintf(&msg, "%s:%d:%d: %skey \"%s\": %s", c->file, line, col, kind, key,
+			      reason);
 	else
-		rc = asprintf(&msg, "%s:%d:%d: %s", c->file, line, col, reason);
+		rc = asprintf(&msg, "%s:%d:%d: %s%s", c->file, line, col, kind, reason);
 	if (rc < 0) {
 		c->oom = true;
 		return;
@@ -50,6 +50,29 @@ void config_err_at(struct ctx *c, int line, int col, const char *key, const char
 	c->pos = pos;
 	pos[c->errs->n - c->base] = (long)line * 1000000L + col;
 	msgs[c->errs->n++] = msg;
+}
+
+void config_err_at(struct ctx *c, int line, int col, const char *key, const char *fmt, ...)
+{
+	char reason[1024];
+	va_list ap;
+
+	c->nerr++;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	add_msg(c, line, col, key, "", reason);
+}
+
+void config_warn_at(struct ctx *c, int line, int col, const char *key, const char *fmt, ...)
+{
+	char reason[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	add_msg(c, line, col, key, "warning: ", reason);
 }
 
 /* Report errors in file order, whichever check found them (stable insertion sort). */
@@ -166,6 +189,14 @@ void config_check_values(struct ctx *c, struct config *cfg, const struct ynode *
 	    strcmp(cfg->metrics_worker_listen, cfg->metrics_listen) == 0)
 		ERR(c, n, "metrics.worker_listen",
 		    "must differ from metrics.listen: the ingester and the worker each listen");
+	/* Accepted since the first release, so a warning rather than an error. */
+	n = cfgval_get(cfgval_get(root, "ingest"), "hash_read_size");
+	if (n && cfg->hash_read_size < HASH_MIN_READ_SIZE)
+		WARN(c, n, "ingest.hash_read_size",
+		     "%d is below %d and acts as %d (libmagic reads the first %d bytes in one "
+		     "buffer)",
+		     cfg->hash_read_size, HASH_MIN_READ_SIZE, HASH_MIN_READ_SIZE,
+		     HASH_MIN_READ_SIZE);
 	n = cfgval_get(cfgval_get(root, "worker"), "proxy_height");
 	if (n && cfg->proxy_height % 2)
 		ERR(c, n, "worker.proxy_height", "must be even (H.264 needs even dimensions)");

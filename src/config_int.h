@@ -38,6 +38,10 @@ struct ctx {
 void config_err_at(struct ctx *c, int line, int col, const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 #define ERR(c, node, key, ...) config_err_at(c, (node)->line, (node)->col, key, __VA_ARGS__)
+/* The same as a warning ("FILE:LINE:COL: warning: key ..."): the load still succeeds. */
+void config_warn_at(struct ctx *c, int line, int col, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+#define WARN(c, node, key, ...) config_warn_at(c, (node)->line, (node)->col, key, __VA_ARGS__)
 /* Report errors in file order, whichever check found them. */
 void config_sort_errors(struct ctx *c);
 /* Remember where a drop folder's path (and move_to) was written. */

@@ -45,8 +45,6 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
-/* libmagic wants the first 64 KiB in one buffer, and smaller reads cost. */
-#define MIN_READ_SIZE (64 * 1024)
 #define MAX_READ_SIZE (64 * 1024 * 1024)
 
 #define READ_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
@@ -368,8 +366,8 @@ int hasher_create(uv_loop_t *loop, int max_inflight, size_t read_size, struct ha
 		max_inflight = 1;
 	if (read_size == 0)
 		read_size = HASH_DEFAULT_READ_SIZE;
-	if (read_size < MIN_READ_SIZE)
-		read_size = MIN_READ_SIZE;
+	if (read_size < HASH_MIN_READ_SIZE)
+		read_size = HASH_MIN_READ_SIZE;
 	if (read_size > MAX_READ_SIZE)
 		read_size = MAX_READ_SIZE;
 	h->loop = loop;

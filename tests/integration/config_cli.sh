@@ -2,7 +2,8 @@
 # The real binary's command line: `check-config` accepts the shipped example
 # as is and reports a broken file as FILE:LINE:COL with the key name and exit
 # status 1 (an unknown key on line 8, a YAML syntax error, several errors at
-# once, an unsafe file mode, a password); every subcommand has --help;
+# once, an unsafe file mode, a password), and a warning with its place and
+# status 0; every subcommand has --help;
 # --version prints the project version; the configuration file is taken from
 # -c, else $MAM_INGEST_CONFIG, else /etc/mam-ingest/mam-ingest.yaml.
 . "$MAM_SRC/tests/lib/common.sh"
@@ -56,6 +57,20 @@ assert_eq "$rc" 1 "check-config exit status with several errors"
 assert_eq "$(cut -d: -f2,3 <<<"$out" | tr '\n' ' ')" "2:14 7:15 8:23 9:11 " "positions of the errors"
 grep -q 'key "tenants\[0\].drop_folders\[0\].move_to": after_ingest: move needs move_to' <<<"$out" ||
 	fail "missing move_to not reported: $out"
+
+# A warning (hash_read_size below 64 KiB acts as 64 KiB) is printed with its
+# place, and the file is still accepted.
+cat >"$T/small.yaml" <<'CFG'
+database:
+  conninfo: ""
+ingest:
+  hash_read_size: 4096
+CFG
+chmod 600 "$T/small.yaml"
+run_cli out check-config -c "$T/small.yaml"
+assert_eq "$rc" 0 "check-config exit status with a warning"
+assert_eq "$out" "$T/small.yaml:4:19: warning: key \"ingest.hash_read_size\": 4096 is below 65536 and acts as 65536 (libmagic reads the first 65536 bytes in one buffer)
+configuration OK" "check-config output with a warning"
 
 # The other commands load the configuration too, and refuse a bad one.
 run_cli out migrate -c "$T/line8.yaml"

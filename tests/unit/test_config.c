@@ -475,6 +475,33 @@ static void test_bounds(void **state)
 	expect_err(yaml, "NAME:3:11: key \"tenants[0].name\"", "longer than 255");
 }
 
+/* hash_read_size below 64 KiB loads (it always did) with a warning naming the place. */
+static void test_small_read_size_warns(void **state)
+{
+	struct config_errors e = {0};
+	struct config *cfg = NULL;
+
+	(void)state;
+	assert_int_equal(load("ingest:\n  hash_read_size: 4096\n", &cfg, &e), 0);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->hash_read_size, 4096);
+	assert_int_equal(e.n, 1);
+	assert_string_equal(e.msgs[0], "NAME:2:19: warning: key \"ingest.hash_read_size\": 4096 is "
+				       "below 65536 and acts as 65536 (libmagic reads the first "
+				       "65536 bytes in one buffer)");
+	config_free(cfg);
+	config_errors_free(&e);
+	/* At the minimum: nothing to say. */
+	assert_int_equal(load("ingest:\n  hash_read_size: 65536\n", &cfg, &e), 0);
+	assert_int_equal(e.n, 0);
+	config_free(cfg);
+	/* Among errors, in file order, and the load still fails for the error. */
+	expect_err("ingest:\n  hash_read_size: 4096\n  settle_ms: -1\n",
+		   "NAME:3:14: key \"ingest.settle_ms\"", "out of range");
+	expect_err("ingest:\n  hash_read_size: 4096\n  settle_ms: -1\n",
+		   "NAME:2:19: warning: key \"ingest.hash_read_size\"", NULL);
+}
+
 static void test_multiple_errors_collected(void **state)
 {
 	struct config_errors e = {0};
@@ -593,6 +620,7 @@ int main(void)
 		cmocka_unit_test(test_overlapping_folders),
 		cmocka_unit_test(test_relative_paths),
 		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_small_read_size_warns),
 		cmocka_unit_test(test_multiple_errors_collected),
 		cmocka_unit_test(test_writable_file_refused),
 		cmocka_unit_test(test_password_refused),
