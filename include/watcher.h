@@ -36,6 +36,10 @@ struct watch_file {
 	struct file_id id;   /* identity when it was found finished */
 	const char *reason;  /* WATCHER_SETTLING: why it is not finished yet */
 	bool known;	     /* WATCHER_FINISHED: opts.known already said yes */
+	/* WATCHER_FINISHED: 0 for a file found finished, else how often the owner
+	 * has deferred this same version (watcher_file_backoff): a retry of its
+	 * failed action, not one more finished file. */
+	unsigned attempt;
 };
 
 typedef void (*watcher_cb)(struct watcher *w, enum watcher_event ev, const struct watch_file *f,

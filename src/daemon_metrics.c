@@ -112,6 +112,10 @@ void ingest_render_metrics(struct mbuf *b, void *arg)
 	render_counter(b, ing, "mam_ingest_files_finished_total",
 		       "Files the watcher found finished.", offsetof(struct folder_stats, finished),
 		       false);
+	render_counter(b, ing, "mam_ingest_files_retried_total",
+		       "Retries of a failed after_ingest action or quarantine (not counted as "
+		       "finished).",
+		       offsetof(struct folder_stats, retried), false);
 	render_counter(b, ing, "mam_ingest_files_catalogued_total", "New assets recorded.",
 		       offsetof(struct folder_stats, catalogued), false);
 	render_counter(b, ing, "mam_ingest_files_known_total",

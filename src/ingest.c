@@ -563,7 +563,10 @@ static struct infile *infile_new(struct ingest *ing, const struct watch_file *wf
 	f->gen = ing->gen;
 	f->folder = wf->folder;
 	f->stats = ingest_folder_stats(ing, wf->folder);
-	f->stats->finished++;
+	if (wf->attempt)
+		f->stats->retried++;
+	else
+		f->stats->finished++;
 	f->t_finished = uv_hrtime();
 	f->id = wf->id;
 	f->relpath = strdup(wf->relpath);

@@ -70,6 +70,7 @@ struct folder_stats {
 	const struct folder_cfg *folder; /* in the current config; NULL once removed by a reload */
 	char *tenant, *path;		 /* labels, kept across reloads */
 	uint64_t finished, catalogued, already, duplicates, failed, quarantined;
+	uint64_t retried; /* deferred versions the watcher handed back (not in finished) */
 	uint64_t bytes_hashed;
 	double hash_seconds;
 	unsigned held; /* currently held (over quota / to retry) */

@@ -202,6 +202,10 @@ void watch_emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, con
  * with watch_file.known set, so the owner need not ask again. */
 void watch_emit_known(struct watcher *w, struct wfolder *f, const char *relpath,
 		      const struct file_id *id);
+/* A settled file: WATCHER_FINISHED with watch_file.attempt (0, or the retry of
+ * a version the owner deferred). */
+void watch_emit_ready(struct watcher *w, struct wfolder *f, const char *relpath,
+		      const struct file_id *id, unsigned attempt);
 void watch_maybe_freed(struct watcher *w);
 const char *watch_esc(const char *s, char *buf);
 

@@ -165,8 +165,10 @@ static void settle_tick(uv_timer_t *t)
 		w->nsettling--;
 		settle_step(&e->u.busy->st, SETTLE_EV_REPORTED, NULL, now, f->cfg->settle_ms,
 			    e->relpath);
-		w->stats.finished++;
-		watch_emit(w, WATCHER_FINISHED, f, e->relpath, &e->u.busy->st.id, NULL);
+		/* A deferred retry was counted when it first finished. */
+		if (e->u.busy->st.backoffs == 0)
+			w->stats.finished++;
+		watch_emit_ready(w, f, e->relpath, &e->u.busy->st.id, e->u.busy->st.backoffs);
 	}
 	/* Closing: whatever was not reported goes back on the settling list
 	 * (still counted there), not left linked to this stack frame. */

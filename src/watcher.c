@@ -113,9 +113,10 @@ void watch_marker_seen(struct watcher *w, struct wfolder *f, const char *relpath
 }
 
 static void emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, const char *relpath,
-		 const struct file_id *id, const char *reason, bool known)
+		 const struct file_id *id, const char *reason, bool known, unsigned attempt)
 {
-	struct watch_file wf = {.folder = f ? f->cfg : NULL, .reason = reason, .known = known};
+	struct watch_file wf = {
+		.folder = f ? f->cfg : NULL, .reason = reason, .known = known, .attempt = attempt};
 
 	if (relpath) {
 		snprintf(w->rbuf, sizeof w->rbuf, "%s", relpath);
@@ -130,13 +131,19 @@ static void emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, co
 void watch_emit(struct watcher *w, enum watcher_event ev, struct wfolder *f, const char *relpath,
 		const struct file_id *id, const char *reason)
 {
-	emit(w, ev, f, relpath, id, reason, false);
+	emit(w, ev, f, relpath, id, reason, false, 0);
 }
 
 void watch_emit_known(struct watcher *w, struct wfolder *f, const char *relpath,
 		      const struct file_id *id)
 {
-	emit(w, WATCHER_FINISHED, f, relpath, id, NULL, true);
+	emit(w, WATCHER_FINISHED, f, relpath, id, NULL, true, 0);
+}
+
+void watch_emit_ready(struct watcher *w, struct wfolder *f, const char *relpath,
+		      const struct file_id *id, unsigned attempt)
+{
+	emit(w, WATCHER_FINISHED, f, relpath, id, NULL, false, attempt);
 }
 
 /* --- public API ----------------------------------------------------------- */

@@ -21,6 +21,9 @@
 # the quarantine folder, no asset is recorded for it. Once there is room, the
 # daemon's own retry quarantines it (with its reason file).
 #
+# /metrics counts each file found finished once (2 per tenant) and the
+# daemon's retries apart (mam_ingest_files_retried_total).
+#
 # Skipped with a message when tmpfs cannot be mounted here.
 . "${MAM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/common.sh"
 . "$MAM_SRC/tests/integration/lib_ingest.sh"
@@ -47,9 +50,12 @@ for m in "$LIB" "$QDIR"; do
 done
 
 CFG=$T/mam.yaml
+PORT=$((20000 + RANDOM % 20000))
 {
 	cfg_header 300
 	cat <<EOF
+metrics:
+  listen: "127.0.0.1:$PORT"
 tenants:
   - code: m1
     name: Library full
@@ -141,6 +147,17 @@ assert_eq "$(sha256 "$BIG_FINAL")" "$BIG_SHA" "content of big.bin at its destina
 wait_sql 60 "$BIG_LOC" "$BIG_FINAL|big.bin|file://$BIG_FINAL|$BIG_FINAL"
 wait_for 120 "dup.bin quarantined by the daemon's retry" test -f "$QDIR/dup.bin.reason.json"
 phase_end
+# Each file was found finished once; the daemon's retries are counted apart.
+metric() {
+	curl -sf "http://127.0.0.1:$PORT/metrics" |
+		awk -v m="$1{tenant=\"$2\"," 'index($0, m) == 1 {s += $NF} END {print s + 0}'
+}
+assert_eq "$(metric mam_ingest_files_finished_total m1)" 2 "m1 files found finished (small.bin, big.bin)"
+assert_eq "$(metric mam_ingest_files_finished_total q1)" 2 "q1 files found finished (orig.bin, dup.bin)"
+for t in m1 q1; do
+	r=$(metric mam_ingest_files_retried_total $t)
+	[ "$r" -ge 2 ] || fail "$t: retries counted: $r, expected at least 2 (one failed, one done)"
+done
 grep -q "configuration reloaded" "$T/daemon.log" && fail "nothing should have reloaded the daemon"
 left=$(find "$LIB" "$QDIR" -name '.*.mam-*' -o -name '*.mam-*')
 [ -z "$left" ] || fail "temporary files left behind: $left"
