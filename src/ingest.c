@@ -251,8 +251,10 @@ static void on_post_done(const struct post_result *res, void *arg)
 
 	if (res->status != 0) {
 		/* The asset is committed and its move stays pending in the ledger.
-		 * Until a retry moves the file, the catalogue names where it is. */
-		if (f->folder->after == AFTER_MOVE &&
+		 * Until a retry moves the file, the catalogue names where it is:
+		 * the drop folder, unless the whole copy reached the destination
+		 * (final_path set) and only removing the source failed. */
+		if (f->folder->after == AFTER_MOVE && !res->final_path[0] &&
 		    catalog_move_failed(f->ing->catalog, f->asset_id, unmoved_cb, f->ing) == 0)
 			f->ing->n_confirms++;
 		post_failed(f, "after_ingest failed", res->error);
