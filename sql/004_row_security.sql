@@ -26,7 +26,11 @@
 --
 -- `mam-ingest migrate` applies this file once, in one transaction. It can
 -- also be run again by hand (psql -f) without error and with the same result:
--- CREATE OR REPLACE, DROP POLICY IF EXISTS, and ENABLE is idempotent.
+-- CREATE OR REPLACE, DROP POLICY IF EXISTS, and ENABLE is idempotent. After
+-- 008, which keeps this file's mam_apply_role_grants() as
+-- mam_apply_role_grants_004() behind a function of its own, the two swap
+-- names while this file replaces the function and swap back at its end, so a
+-- re-run keeps 008's grants too.
 
 -- The tenant of the session: SET mam.tenant_id = '<uuid>' (or SET LOCAL in a
 -- transaction). Unset, or set to '' (what RESET leaves behind), it is NULL and
@@ -111,6 +115,16 @@ REVOKE EXECUTE ON FUNCTION mam_create_assets_partitions(date, date) FROM PUBLIC;
 -- EXECUTE: calling one gives nothing beyond the caller's table privileges
 -- and policies. Schema USAGE and database CONNECT are granted by
 -- create_roles.sql, which (unlike the owner) may grant them.
+-- Run again after 008: replace the function 008 kept (see above).
+DO $$
+BEGIN
+	IF to_regprocedure('mam_apply_role_grants_004()') IS NOT NULL THEN
+		ALTER FUNCTION mam_apply_role_grants() RENAME TO mam_apply_role_grants_008;
+		ALTER FUNCTION mam_apply_role_grants_004() RENAME TO mam_apply_role_grants;
+	END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION mam_apply_role_grants() RETURNS text[]
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -212,5 +226,15 @@ $$;
 
 COMMENT ON FUNCTION mam_apply_role_grants() IS
 	'Grant the mam_ingester, mam_worker and mam_app roles that exist exactly what they use; idempotent.';
+
+-- Run again after 008: the names back as 008 left them.
+DO $$
+BEGIN
+	IF to_regprocedure('mam_apply_role_grants_008()') IS NOT NULL THEN
+		ALTER FUNCTION mam_apply_role_grants() RENAME TO mam_apply_role_grants_004;
+		ALTER FUNCTION mam_apply_role_grants_008() RENAME TO mam_apply_role_grants;
+	END IF;
+END
+$$;
 
 SELECT mam_apply_role_grants();

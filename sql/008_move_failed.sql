@@ -16,36 +16,71 @@
 -- no UPDATE on assets (and should not: it would let it rewrite any asset), so
 -- mam_point_original runs as the table owner, like
 -- mam_create_assets_partitions: a fixed search_path, EXECUTE for mam_ingester
--- only (mam_apply_role_grants below).
+-- only (mam_apply_role_grants below). Since the ingester writes the ledger, a
+-- ledger row alone is not trusted with another asset's path:
+--   - the asset has exactly one ledger row (the one recorded with it: a
+--     second row naming it, inserted later, makes the function refuse), of
+--     the asset's tenant; the ingester may UPDATE only move_state and
+--     updated_at of ledger rows (below), so that row's paths are as recorded;
+--   - the source is the asset's own drop-folder path, as the asset row (which
+--     the ingester cannot change) records it in extra (drop_folder,
+--     relative_path);
+--   - the destination is set only on an asset now pointed at that source.
+-- So the function can only move an asset's path between where its file was
+-- dropped and where it was recorded to go.
+--
+-- 008 is applied once by `mam-ingest migrate`, in one transaction; it is not
+-- meant to be run again by hand (CREATE FUNCTION, RENAME).
 
 -- Point the original location and primary_storage_path of an asset whose
 -- ledger row says after_ingest = 'move' at the file's source (p_at_source,
 -- only while the move is pending) or at its destination (only once the move is
 -- done). Returns false when the ledger does not allow it (unknown asset, not a
 -- move, wrong state): the daemon then has nothing to fix, and a late report of
--- an old failure cannot undo a confirmation that overtook it.
+-- an old failure cannot undo a confirmation that overtook it. The ledger row is
+-- locked first, so a confirmation and a failure report of the same asset from
+-- two sessions take turns, and the second sees the first's result.
 CREATE FUNCTION mam_point_original(p_asset_id uuid, p_at_source boolean) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
 	l record;
+	a record;
+	n bigint;
+	src text;
 	p text;
 	b bytea;
 BEGIN
-	SELECT g.move_state, g.partition_date, g.source_path, g.source_path_bytes,
-	       g.final_path, g.final_path_bytes
+	PERFORM 1 FROM ingest_ledger g WHERE g.asset_id = p_asset_id FOR UPDATE;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n <> 1 THEN
+		RETURN false;
+	END IF;
+	SELECT g.move_state, g.partition_date, g.tenant_id, g.after_ingest, g.outcome,
+	       g.source_path, g.source_path_bytes, g.final_path, g.final_path_bytes
 	  INTO l
 	  FROM ingest_ledger g
-	 WHERE g.asset_id = p_asset_id AND g.after_ingest = 'move' AND g.outcome = 'ingested'
-	 ORDER BY g.id
-	 LIMIT 1;
+	 WHERE g.asset_id = p_asset_id;
 	-- (No CASE in an IF condition: PL/pgSQL would end the condition at its THEN.)
-	IF NOT FOUND OR l.source_path IS NULL OR l.final_path IS NULL
+	IF l.after_ingest IS DISTINCT FROM 'move' OR l.outcome IS DISTINCT FROM 'ingested'
+	   OR l.source_path IS NULL OR l.final_path IS NULL
 	   OR l.move_state IS DISTINCT FROM (ARRAY['done', 'pending'])[p_at_source::int + 1] THEN
 		RETURN false;
 	END IF;
+	SELECT x.tenant_id, x.primary_storage_path,
+	       rtrim(x.extra->>'drop_folder', '/') || '/' || (x.extra->>'relative_path') AS dropped
+	  INTO a
+	  FROM assets x
+	 WHERE x.id = p_asset_id AND x.partition_date = l.partition_date;
+	IF NOT FOUND OR a.tenant_id IS DISTINCT FROM l.tenant_id
+	   OR a.dropped IS DISTINCT FROM l.source_path THEN
+		RETURN false;
+	END IF;
+	src := l.source_path;
 	IF p_at_source THEN
-		p := l.source_path;
+		p := src;
 		b := l.source_path_bytes;
+	ELSIF a.primary_storage_path IS DISTINCT FROM src THEN
+		RETURN false;
 	ELSE
 		p := l.final_path;
 		b := l.final_path_bytes;
@@ -54,10 +89,10 @@ BEGIN
 	   SET path = p, filename = left(split_part(p, '/', -1), 500),
 	       url = mam_file_url(coalesce(b, convert_to(p, 'UTF8'))), updated_at = now()
 	 WHERE s.asset_id = p_asset_id AND s.purpose = 'original' AND s.path IS DISTINCT FROM p;
-	UPDATE assets a
+	UPDATE assets x
 	   SET primary_storage_path = p, updated_at = now()
-	 WHERE a.id = p_asset_id AND a.partition_date = l.partition_date
-	   AND a.primary_storage_path IS DISTINCT FROM p;
+	 WHERE x.id = p_asset_id AND x.partition_date = l.partition_date
+	   AND x.primary_storage_path IS DISTINCT FROM p;
 	RETURN true;
 END
 $$;
@@ -91,7 +126,8 @@ END
 $$;
 
 -- mam_apply_role_grants() of 004, and mam_ingester alone may execute
--- mam_point_original. The function of 004 is kept under another name (with its
+-- mam_point_original, and may update only move_state and updated_at of
+-- ingest_ledger rows. The function of 004 is kept under another name (with its
 -- privileges and search_path) and called first, rather than restated here.
 ALTER FUNCTION mam_apply_role_grants() RENAME TO mam_apply_role_grants_004;
 
@@ -107,6 +143,10 @@ BEGIN
 	END LOOP;
 	IF to_regrole('mam_ingester') IS NOT NULL THEN
 		GRANT EXECUTE ON FUNCTION mam_point_original(uuid, boolean) TO mam_ingester;
+		-- A confirmed move is all the ingester changes in a ledger row
+		-- (mam_confirm_move): its recorded paths stay as recorded.
+		REVOKE UPDATE ON ingest_ledger FROM mam_ingester;
+		GRANT UPDATE (move_state, updated_at) ON ingest_ledger TO mam_ingester;
 	END IF;
 	RETURN done;
 END

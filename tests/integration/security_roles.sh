@@ -231,6 +231,8 @@ fi
 for want in \
 	"acl ingest_ledger mam_ingester INSERT by mam_owner grantable=f" \
 	"colacl ingest_ledger.final_path_bytes mam_worker SELECT by mam_owner" \
+	"colacl ingest_ledger.move_state mam_ingester UPDATE by mam_owner" \
+	"fnacl mam_point_original(uuid,boolean) mam_ingester EXECUTE by mam_owner" \
 	"fnacl mam_create_assets_partitions(date,date) mam_ingester EXECUTE by mam_owner" \
 	"policy assets mam_worker_all PERMISSIVE to={mam_worker} cmd=ALL using=true check=true" \
 	"rel assets kind=p owner=mam_owner rls=t force=f" \
@@ -238,8 +240,12 @@ for want in \
 	"database mam_app CONNECT by postgres"; do
 	grep -qxF "$want" "$T/snap_first" || fail "snapshot lacks: $want"
 done
-if grep -E '^fnacl mam_(create_assets_partitions|apply_role_grants).* PUBLIC ' "$T/snap_first"; then
+if grep -E '^fnacl mam_(create_assets_partitions|apply_role_grants|point_original).* PUBLIC ' "$T/snap_first"; then
 	fail "PUBLIC may execute a privileged function"
+fi
+# The ledger's recorded paths are not the ingester's to change (sql/008).
+if grep -E '^acl ingest_ledger mam_ingester UPDATE ' "$T/snap_first"; then
+	fail "mam_ingester may UPDATE every column of ingest_ledger"
 fi
 psql -X -q -f "$ROLES_SQL" >"$T/roles_again.log" 2>&1 ||
 	{ cat "$T/roles_again.log" >&2; fail "create_roles.sql re-run failed"; }
@@ -415,6 +421,46 @@ refused mam_worker "permission denied for function mam_point_original" \
 	"SELECT mam_point_original(gen_random_uuid(), true)"
 refused app_alice "permission denied for function mam_point_original" \
 	"SELECT mam_point_original(gen_random_uuid(), false)"
+# It moves an asset's path only between where its file was dropped (as the
+# asset row records it) and where its one ledger row says it went.
+TB_ASSET=$(psql_q "SELECT a.id FROM assets a JOIN tenants t ON t.id = a.tenant_id WHERE t.code = 'tb'")
+TB_FINAL=$(psql_q "SELECT final_path FROM ingest_ledger WHERE asset_id = '$TB_ASSET'")
+TB_SRC=$(psql_q "SELECT source_path FROM ingest_ledger WHERE asset_id = '$TB_ASSET'")
+assert_eq "$TB_SRC" "$B/b-green.png" "tb's recorded source"
+TA_ASSET=$(psql_q "SELECT a.id FROM assets a JOIN tenants t ON t.id = a.tenant_id
+	WHERE t.code = 'ta' ORDER BY a.created_at, a.id LIMIT 1")
+TA_PATH=$(psql_q "SELECT primary_storage_path FROM assets WHERE id = '$TA_ASSET'")
+LOC_OF="SELECT l.path || '|' || a.primary_storage_path FROM asset_storage_locations l
+	JOIN assets a ON a.id = l.asset_id WHERE l.purpose = 'original' AND a.id ="
+[ -n "$TB_ASSET" ] && [ -n "$TB_FINAL" ] && [ -n "$TA_PATH" ] || fail "no assets to point"
+refused mam_ingester "permission denied for table ingest_ledger" \
+	"UPDATE ingest_ledger SET source_path = '/etc/passwd' WHERE asset_id = '$TA_ASSET'"
+# A ledger row forged by the ingester for another asset (a 'leave' one) changes nothing.
+as_role mam_ingester "INSERT INTO ingest_ledger (key, tenant_id, folder, relpath, dev, ino, size,
+	mtime_ns, asset_id, partition_date, outcome, after_ingest, source_path, final_path, move_state)
+	SELECT 'forged', a.tenant_id, '/etc', 'passwd', 0, 0, 0, 0, a.id, a.partition_date, 'ingested',
+	       'move', '/etc/passwd', '/etc/passwd', 'pending' FROM assets a WHERE a.id = '$TA_ASSET'" >/dev/null
+assert_eq "$(as_role mam_ingester "SELECT mam_point_original('$TA_ASSET', true)")" f \
+	"mam_point_original through a forged ledger row"
+assert_eq "$(psql_q "$LOC_OF '$TA_ASSET'")" "$TA_PATH|$TA_PATH" "location of the asset a row was forged for"
+psql_q "DELETE FROM ingest_ledger WHERE key = 'forged'" >/dev/null
+# A source path that is not the asset's drop-folder path (written by the owner here).
+psql_q "UPDATE ingest_ledger SET move_state = 'pending', source_path = '/etc/passwd'
+	WHERE asset_id = '$TB_ASSET'" >/dev/null
+assert_eq "$(as_role mam_ingester "SELECT mam_point_original('$TB_ASSET', true)")" f \
+	"mam_point_original to a source that is not the drop-folder path"
+assert_eq "$(psql_q "$LOC_OF '$TB_ASSET'")" "$TB_FINAL|$TB_FINAL" "location after the refused call"
+# The real one: to the drop folder while pending, back on confirmation (as the ingester).
+psql_q "UPDATE ingest_ledger SET source_path = '$TB_SRC' WHERE asset_id = '$TB_ASSET'" >/dev/null
+assert_eq "$(as_role mam_ingester "SELECT mam_point_original('$TB_ASSET', true)")" t \
+	"mam_point_original to the drop folder"
+assert_eq "$(psql_q "$LOC_OF '$TB_ASSET'")" "$B/b-green.png|$B/b-green.png" "location while the move is pending"
+assert_eq "$(as_role mam_ingester "SELECT mam_point_original('$TB_ASSET', false)")" f \
+	"mam_point_original to the destination before the move is done"
+assert_eq "$(as_role mam_ingester "SELECT mam_confirm_move('$TB_ASSET')")" move "confirmation as the ingester"
+assert_eq "$(psql_q "$LOC_OF '$TB_ASSET'")" "$TB_FINAL|$TB_FINAL" "location after the confirmation"
+assert_eq "$(psql_q "SELECT move_state FROM ingest_ledger WHERE asset_id = '$TB_ASSET'")" done \
+	"ledger after the confirmation"
 nparts=$(psql_q "SELECT count(*) FROM ($PARTS_SQL) p")
 [ "$nparts" -ge 5 ] || fail "only $nparts partitions of assets"
 # (Assigned first: a failed query must fail the test, not compare as "".)
