@@ -111,6 +111,10 @@ void config_free(struct config *cfg);
 const struct folder_cfg *config_find_folder(const struct config *cfg, const char *tenant,
 					    const char *path);
 void config_errors_free(struct config_errors *errs);
+/* A message of errs about file that is a warning ("FILE:LINE:COL: warning:
+ * ..."): a load that succeeded may still carry some. Decided by the text right
+ * after the position, never by a key name or value quoted later on. */
+bool config_msg_is_warning(const char *file, const char *msg);
 
 /* Resolve the config path: -c value, else $MAM_INGEST_CONFIG, else the default. */
 const char *config_path_resolve(const char *arg);

@@ -15,7 +15,26 @@
 #include "config_value.h"
 #include "hash_read.h"
 
-/* One message (warnings start "warning: ") at its place in the file. */
+#define WARNING_TAG "warning: "
+
+bool config_msg_is_warning(const char *file, const char *msg)
+{
+	size_t n = strlen(file);
+	const char *p = msg + n;
+	int i;
+
+	if (strncmp(msg, file, n) != 0)
+		return false;
+	for (i = 0; i < 2; i++) { /* ":LINE" then ":COL" */
+		if (*p++ != ':' || *p < '0' || *p > '9')
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return strncmp(p, ": " WARNING_TAG, 2 + strlen(WARNING_TAG)) == 0;
+}
+
+/* One message (warnings start WARNING_TAG) at its place in the file. */
 static void add_msg(struct ctx *c, int line, int col, const char *key, const char *kind,
 		    const char *reason)
 {
@@ -72,7 +91,7 @@ void config_warn_at(struct ctx *c, int line, int col, const char *key, const cha
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
-	add_msg(c, line, col, key, "warning: ", reason);
+	add_msg(c, line, col, key, WARNING_TAG, reason);
 }
 
 /* Report errors in file order, whichever check found them (stable insertion sort). */

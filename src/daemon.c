@@ -357,8 +357,8 @@ static void reload(struct ingest *ing)
 	log_info("ingest", "SIGHUP: reloading \"%s\"", ing->opts->config_path);
 	notify_reloading();
 	rc = config_load(ing->opts->config_path, &ncfg, &errs);
-	for (i = 0; i < errs.n; i++) /* after a successful load, only warnings */
-		if (rc == 0)
+	for (i = 0; i < errs.n; i++)
+		if (config_msg_is_warning(ing->opts->config_path, errs.msgs[i]))
 			log_warnx("config", "%s", errs.msgs[i]);
 		else
 			log_error("config", "%s", errs.msgs[i]);

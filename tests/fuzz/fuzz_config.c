@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < errs.n; i++) {
 		if (strncmp(errs.msgs[i], "fuzz.yaml:", 10) != 0)
 			abort();
-		nwarn += strstr(errs.msgs[i], ": warning: ") != NULL;
+		nwarn += config_msg_is_warning("fuzz.yaml", errs.msgs[i]);
 	}
 	if (rc == 0 && (!cfg || nwarn != errs.n))
 		abort(); /* success means a config and no message but warnings */

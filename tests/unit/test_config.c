@@ -489,7 +489,15 @@ static void test_small_read_size_warns(void **state)
 	assert_string_equal(e.msgs[0], "NAME:2:19: warning: key \"ingest.hash_read_size\": 4096 is "
 				       "below 65536 and acts as 65536 (libmagic reads the first "
 				       "65536 bytes in one buffer)");
+	assert_true(config_msg_is_warning("NAME", e.msgs[0]));
+	assert_false(config_msg_is_warning("OTHER", e.msgs[0]));
 	config_free(cfg);
+	config_errors_free(&e);
+	/* An error whose key holds the words is still an error. */
+	assert_int_equal(load("\"x:1:2: warning: y\": 1\n", &cfg, &e), -EINVAL);
+	assert_int_equal(e.n, 1);
+	assert_non_null(strstr(e.msgs[0], ": warning: "));
+	assert_false(config_msg_is_warning("NAME", e.msgs[0]));
 	config_errors_free(&e);
 	/* At the minimum: nothing to say. */
 	assert_int_equal(load("ingest:\n  hash_read_size: 65536\n", &cfg, &e), 0);
