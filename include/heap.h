@@ -9,7 +9,7 @@
 
 #include <stdlib.h> /* defines __GLIBC__ on glibc */
 
-#ifdef __GLIBC__
+#if defined(__GLIBC__) && !defined(__UCLIBC__) /* uClibc defines __GLIBC__ too */
 #include <malloc.h>
 
 /* Give freed pages at the top of the heap and in its holes back to the kernel. */

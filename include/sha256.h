@@ -9,8 +9,10 @@
  * low-level SHA256_* functions run the same assembly (SHA-NI or AVX2,
  * chosen by OpenSSL's CPU detection) without it. They are deprecated in
  * OpenSSL 3 but present; a build against a release without them, or with
- * them switched off (OPENSSL_NO_DEPRECATED, OPENSSL_API_COMPAT of 3.0 or
- * later), falls back to EVP. SHA256_IMPL names the one compiled in.
+ * them switched off (OPENSSL_NO_DEPRECATED, which OpenSSL 3 turns into
+ * OPENSSL_NO_DEPRECATED_3_0; an OPENSSL_API_COMPAT of 3.0 alone only keeps
+ * their deprecation warnings, silenced below), falls back to EVP.
+ * SHA256_IMPL names the one compiled in.
  */
 #ifndef MAM_SHA256_H
 #define MAM_SHA256_H
@@ -18,7 +20,7 @@
 #include <stddef.h>
 
 /* opensslconf.h (through macros.h in OpenSSL 3) turns OPENSSL_NO_DEPRECATED
- * and OPENSSL_API_COMPAT into OPENSSL_NO_DEPRECATED_3_0. */
+ * into OPENSSL_NO_DEPRECATED_3_0. */
 #include <openssl/opensslconf.h>
 #include <openssl/opensslv.h>
 
