@@ -127,7 +127,8 @@ $$;
 
 -- mam_apply_role_grants() of 004, and mam_ingester alone may execute
 -- mam_point_original, and may update only move_state and updated_at of
--- ingest_ledger rows. The function of 004 is kept under another name (with its
+-- ingest_ledger rows; mam_worker may also read source_path_bytes and
+-- move_state there. The function of 004 is kept under another name (with its
 -- privileges and search_path) and called first, rather than restated here.
 ALTER FUNCTION mam_apply_role_grants() RENAME TO mam_apply_role_grants_004;
 
@@ -147,6 +148,11 @@ BEGIN
 		-- (mam_confirm_move): its recorded paths stay as recorded.
 		REVOKE UPDATE ON ingest_ledger FROM mam_ingester;
 		GRANT UPDATE (move_state, updated_at) ON ingest_ledger TO mam_ingester;
+	END IF;
+	IF to_regrole('mam_worker') IS NOT NULL THEN
+		-- The claim also reads the exact bytes of a non-UTF-8 name in the
+		-- drop folder while its move is pending (src/jobsql.c).
+		GRANT SELECT (source_path_bytes, move_state) ON ingest_ledger TO mam_worker;
 	END IF;
 	RETURN done;
 END

@@ -96,6 +96,8 @@ struct job *job_new(const struct job_env *env, PGresult *res, int row, job_done_
 	job->original_path = dup_or_null(res, row, CLAIM_ORIGINAL_PATH);
 	if (!PQgetisnull(res, row, CLAIM_PATH_HEX))
 		job->exact_path = unhex(PQgetvalue(res, row, CLAIM_PATH_HEX));
+	if (!PQgetisnull(res, row, CLAIM_SOURCE_HEX))
+		job->exact_source = unhex(PQgetvalue(res, row, CLAIM_SOURCE_HEX));
 	code = PQgetisnull(res, row, CLAIM_TENANT_CODE) ? "unknown"
 							: PQgetvalue(res, row, CLAIM_TENANT_CODE);
 	job->tenant = strdup(code);
@@ -119,6 +121,7 @@ void job_free(struct job *job)
 	free(job->input_path);
 	free(job->original_path);
 	free(job->exact_path);
+	free(job->exact_source);
 	free(job->tenant);
 	free(job->probe_json);
 	free(job->mediainfo_json);
@@ -352,16 +355,20 @@ static void on_probe_flat(struct jobrun *r, void *arg)
 
 /*
  * The input: the exact bytes of a non-UTF-8 name when the ledger has them
- * (input_path then only holds a display form), else input_path, else the
- * asset's original location (it may have moved since the job was queued).
+ * (input_path then only holds a display form), at the destination, else in
+ * the drop folder while the move is pending (a move that keeps failing),
+ * else input_path, else the asset's original location (it may have moved
+ * since the job was queued, or point at the drop folder: sql/008).
  */
 static int resolve_input(struct job *job)
 {
-	const char *cand[3] = {job->exact_path, job->input_path, job->original_path};
+	const char *cand[] = {job->exact_path, job->exact_source, job->input_path,
+			      job->original_path};
 	struct stat st;
-	int i, err = ENOENT;
+	int err = ENOENT;
+	size_t i;
 
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < sizeof cand / sizeof cand[0]; i++) {
 		if (!cand[i] || !*cand[i])
 			continue;
 		if (stat(cand[i], &st) != 0) {

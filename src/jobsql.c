@@ -32,7 +32,10 @@ static const char claim_sql[] =
 	" (SELECT l.path FROM asset_storage_locations l WHERE l.asset_id = j.asset_id"
 	" AND l.purpose = 'original' ORDER BY l.is_primary DESC, l.created_at LIMIT 1),"
 	" (SELECT encode(g.final_path_bytes, 'hex') FROM ingest_ledger g"
-	" WHERE g.asset_id = j.asset_id AND g.final_path_bytes IS NOT NULL LIMIT 1)";
+	" WHERE g.asset_id = j.asset_id AND g.final_path_bytes IS NOT NULL LIMIT 1),"
+	" (SELECT encode(g.source_path_bytes, 'hex') FROM ingest_ledger g"
+	" WHERE g.asset_id = j.asset_id AND g.move_state = 'pending'"
+	" AND g.source_path_bytes IS NOT NULL LIMIT 1)";
 
 const char *jobsql_claim_text(void)
 {

@@ -232,6 +232,7 @@ for want in \
 	"acl ingest_ledger mam_ingester INSERT by mam_owner grantable=f" \
 	"colacl ingest_ledger.final_path_bytes mam_worker SELECT by mam_owner" \
 	"colacl ingest_ledger.move_state mam_ingester UPDATE by mam_owner" \
+	"colacl ingest_ledger.source_path_bytes mam_worker SELECT by mam_owner" \
 	"fnacl mam_point_original(uuid,boolean) mam_ingester EXECUTE by mam_owner" \
 	"fnacl mam_create_assets_partitions(date,date) mam_ingester EXECUTE by mam_owner" \
 	"policy assets mam_worker_all PERMISSIVE to={mam_worker} cmd=ALL using=true check=true" \

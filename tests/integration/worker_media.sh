@@ -72,6 +72,21 @@ psql_q "INSERT INTO ingest_ledger (key, tenant_id, folder, relpath, dev, ino, si
 	VALUES ('odd', '$TEN', '$M', 'odd\\xff.wav', 0, 0, 0, 0, '$U', 'ingested', '$M/odd\\xff.wav',
 	decode('$(printf '%s' "$ODD" | od -An -tx1 | tr -d ' \n')', 'hex'))" >/dev/null
 
+# The same while its after_ingest move keeps failing: the destination (and
+# the exact bytes the ledger has for it) does not exist, the file is still in
+# the drop folder under its exact bytes (source_path_bytes, move pending), and
+# the location holds the display form (sql/008).
+ODD2="$M/odd2"$'\xfe'".wav"
+cp "$M/mono.wav" "$ODD2"
+U2=$(add_asset "$TEN" 'odd2\xfe.wav' audio "$M/odd2\\xfe.wav" metadata)
+hexof() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+psql_q "INSERT INTO ingest_ledger (key, tenant_id, folder, relpath, dev, ino, size, mtime_ns,
+	asset_id, outcome, after_ingest, move_state, source_path, source_path_bytes, final_path,
+	final_path_bytes)
+	VALUES ('odd2', '$TEN', '$M', 'odd2\\xfe.wav', 0, 0, 0, 0, '$U2', 'ingested', 'move', 'pending',
+	'$M/odd2\\xfe.wav', decode('$(hexof "$ODD2")', 'hex'), '$T/lib/odd2\\xfe.wav',
+	decode('$(hexof "$T/lib/odd2"$'\xfe'".wav")', 'hex'))" >/dev/null
+
 MAM_WORKER_RETRY_BASE_MS=300 start_daemon worker -c "$T/cfg.yaml"
 W=$DAEMON_PID
 wait_sql 120 "SELECT count(*) FROM ingest_jobs WHERE status NOT IN ('completed', 'failed')" 0
@@ -132,6 +147,7 @@ assert_eq "$(md "$A" duration_ms)" "$(ms "$(pr "$F" a:0 format=duration)")" "wav
 assert_eq "$(md "$A" "coalesce(width::text, 'none')")" none "audio has no width"
 
 assert_eq "$(md "$U" audio_channels)" 1 "metadata of a file with a non-UTF-8 name"
+assert_eq "$(md "$U2" audio_channels)" 1 "metadata of a non-UTF-8 name whose move is pending"
 
 # --- derivatives: where the location says, with its size and checksum, readable
 # deriv PARENT KIND: path of the one derivative, after checking its rows and file.
