@@ -30,7 +30,8 @@
 -- 008, which keeps this file's mam_apply_role_grants() as
 -- mam_apply_role_grants_004() behind a function of its own, the two swap
 -- names while this file replaces the function and swap back at its end, so a
--- re-run keeps 008's grants too.
+-- re-run keeps 008's grants too. Run it in one transaction (psql -1 -f), so
+-- that an interrupted re-run cannot leave the names swapped.
 
 -- The tenant of the session: SET mam.tenant_id = '<uuid>' (or SET LOCAL in a
 -- transaction). Unset, or set to '' (what RESET leaves behind), it is NULL and

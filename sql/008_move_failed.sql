@@ -18,10 +18,13 @@
 -- mam_create_assets_partitions: a fixed search_path, EXECUTE for mam_ingester
 -- only (mam_apply_role_grants below). Since the ingester writes the ledger, a
 -- ledger row alone is not trusted with another asset's path:
---   - the asset has exactly one ledger row (the one recorded with it: a
---     second row naming it, inserted later, makes the function refuse), of
---     the asset's tenant; the ingester may UPDATE only move_state and
---     updated_at of ledger rows (below), so that row's paths are as recorded;
+--   - the asset has exactly one row in assets (the ingester may INSERT there:
+--     a second row with the same id in another partition makes the function
+--     refuse) and exactly one ledger row (the one recorded with it: a second
+--     row naming it makes the function refuse), of the asset's tenant; the
+--     ingester may UPDATE only move_state and updated_at of ledger rows, and
+--     only what mam_confirm_move marks of a location (below), so that row's
+--     paths are as recorded and a location's path is only changed here;
 --   - the source is the asset's own drop-folder path, as the asset row (which
 --     the ingester cannot change) records it in extra (drop_folder,
 --     relative_path);
@@ -66,13 +69,20 @@ BEGIN
 	   OR l.move_state IS DISTINCT FROM (ARRAY['done', 'pending'])[p_at_source::int + 1] THEN
 		RETURN false;
 	END IF;
-	SELECT x.tenant_id, x.primary_storage_path,
-	       rtrim(x.extra->>'drop_folder', '/') || '/' || (x.extra->>'relative_path') AS dropped
+	-- (As watch_join builds the path; a display form of a name that is not
+	-- UTF-8 may differ between the two in rare cases: then this refuses, and
+	-- the location keeps naming the destination, as before 008.)
+	SELECT count(*) INTO n FROM assets x WHERE x.id = p_asset_id;
+	IF n <> 1 THEN
+		RETURN false;
+	END IF;
+	SELECT x.tenant_id, x.primary_storage_path, x.partition_date,
+	       (x.extra->>'drop_folder') || '/' || (x.extra->>'relative_path') AS dropped
 	  INTO a
 	  FROM assets x
-	 WHERE x.id = p_asset_id AND x.partition_date = l.partition_date;
-	IF NOT FOUND OR a.tenant_id IS DISTINCT FROM l.tenant_id
-	   OR a.dropped IS DISTINCT FROM l.source_path THEN
+	 WHERE x.id = p_asset_id;
+	IF a.partition_date IS DISTINCT FROM l.partition_date
+	   OR a.tenant_id IS DISTINCT FROM l.tenant_id OR a.dropped IS DISTINCT FROM l.source_path THEN
 		RETURN false;
 	END IF;
 	src := l.source_path;
@@ -88,7 +98,8 @@ BEGIN
 	UPDATE asset_storage_locations s
 	   SET path = p, filename = left(split_part(p, '/', -1), 500),
 	       url = mam_file_url(coalesce(b, convert_to(p, 'UTF8'))), updated_at = now()
-	 WHERE s.asset_id = p_asset_id AND s.purpose = 'original' AND s.path IS DISTINCT FROM p;
+	 WHERE s.asset_id = p_asset_id AND s.tenant_id = a.tenant_id AND s.purpose = 'original'
+	   AND s.path IS DISTINCT FROM p;
 	UPDATE assets x
 	   SET primary_storage_path = p, updated_at = now()
 	 WHERE x.id = p_asset_id AND x.partition_date = l.partition_date
@@ -127,8 +138,9 @@ $$;
 
 -- mam_apply_role_grants() of 004, and mam_ingester alone may execute
 -- mam_point_original, and may update only move_state and updated_at of
--- ingest_ledger rows; mam_worker may also read source_path_bytes and
--- move_state there. The function of 004 is kept under another name (with its
+-- ingest_ledger rows and is_accessible, status and updated_at of
+-- asset_storage_locations rows; mam_worker may also read source_path,
+-- source_path_bytes and move_state of the ledger. The function of 004 is kept under another name (with its
 -- privileges and search_path) and called first, rather than restated here.
 ALTER FUNCTION mam_apply_role_grants() RENAME TO mam_apply_role_grants_004;
 
@@ -148,11 +160,17 @@ BEGIN
 		-- (mam_confirm_move): its recorded paths stay as recorded.
 		REVOKE UPDATE ON ingest_ledger FROM mam_ingester;
 		GRANT UPDATE (move_state, updated_at) ON ingest_ledger TO mam_ingester;
+		-- A location's path is changed only by mam_point_original; the
+		-- ingester marks a deleted original (mam_confirm_move).
+		REVOKE UPDATE ON asset_storage_locations FROM mam_ingester;
+		GRANT UPDATE (is_accessible, status, updated_at) ON asset_storage_locations
+			TO mam_ingester;
 	END IF;
 	IF to_regrole('mam_worker') IS NOT NULL THEN
-		-- The claim also reads the exact bytes of a non-UTF-8 name in the
-		-- drop folder while its move is pending (src/jobsql.c).
-		GRANT SELECT (source_path_bytes, move_state) ON ingest_ledger TO mam_worker;
+		-- The claim also reads where the file is while its move is pending
+		-- (src/jobsql.c).
+		GRANT SELECT (source_path, source_path_bytes, move_state) ON ingest_ledger
+			TO mam_worker;
 	END IF;
 	RETURN done;
 END

@@ -233,6 +233,8 @@ for want in \
 	"colacl ingest_ledger.final_path_bytes mam_worker SELECT by mam_owner" \
 	"colacl ingest_ledger.move_state mam_ingester UPDATE by mam_owner" \
 	"colacl ingest_ledger.source_path_bytes mam_worker SELECT by mam_owner" \
+	"colacl ingest_ledger.source_path mam_worker SELECT by mam_owner" \
+	"colacl asset_storage_locations.is_accessible mam_ingester UPDATE by mam_owner" \
 	"fnacl mam_point_original(uuid,boolean) mam_ingester EXECUTE by mam_owner" \
 	"fnacl mam_create_assets_partitions(date,date) mam_ingester EXECUTE by mam_owner" \
 	"policy assets mam_worker_all PERMISSIVE to={mam_worker} cmd=ALL using=true check=true" \
@@ -245,12 +247,12 @@ if grep -E '^fnacl mam_(create_assets_partitions|apply_role_grants|point_origina
 	fail "PUBLIC may execute a privileged function"
 fi
 # The ledger's recorded paths are not the ingester's to change (sql/008).
-if grep -E '^acl ingest_ledger mam_ingester UPDATE ' "$T/snap_first"; then
-	fail "mam_ingester may UPDATE every column of ingest_ledger"
+if grep -E '^acl (ingest_ledger|asset_storage_locations) mam_ingester UPDATE ' "$T/snap_first"; then
+	fail "mam_ingester may UPDATE every column of ingest_ledger or asset_storage_locations"
 fi
 psql -X -q -f "$ROLES_SQL" >"$T/roles_again.log" 2>&1 ||
 	{ cat "$T/roles_again.log" >&2; fail "create_roles.sql re-run failed"; }
-PGUSER=mam_owner psql -X -q -v ON_ERROR_STOP=1 -f "$MAM_SRC/sql/004_row_security.sql" >"$T/004_again.log" 2>&1 ||
+PGUSER=mam_owner psql -X -q -1 -v ON_ERROR_STOP=1 -f "$MAM_SRC/sql/004_row_security.sql" >"$T/004_again.log" 2>&1 ||
 	{ cat "$T/004_again.log" >&2; fail "004 run again by hand failed"; }
 snapshot mam >"$T/snap_again"
 diff -u "$T/snap_first" "$T/snap_again" >&2 || fail "re-running create_roles.sql and 004 changed privileges"
@@ -445,6 +447,30 @@ assert_eq "$(as_role mam_ingester "SELECT mam_point_original('$TA_ASSET', true)"
 	"mam_point_original through a forged ledger row"
 assert_eq "$(psql_q "$LOC_OF '$TA_ASSET'")" "$TA_PATH|$TA_PATH" "location of the asset a row was forged for"
 psql_q "DELETE FROM ingest_ledger WHERE key = 'forged'" >/dev/null
+# An asset the application made (no ledger row): the ingester forges a second
+# assets row with its id in another partition, and one ledger row to match.
+APP_ASSET=$(psql_q "WITH a AS (INSERT INTO assets (tenant_id, title, asset_type, primary_storage_path)
+	VALUES ('$TA', 'app.mov', 'video', '/srv/ta/app.mov') RETURNING id)
+	INSERT INTO asset_storage_locations (asset_id, tenant_id, storage_type, path, filename, purpose, is_primary)
+	SELECT id, '$TA', 'local', '/srv/ta/app.mov', 'app.mov', 'original', true FROM a RETURNING asset_id")
+as_role mam_ingester "INSERT INTO assets (id, tenant_id, title, asset_type, primary_storage_path, extra,
+	partition_date) VALUES ('$APP_ASSET', '$TA', 'x', 'video', '/etc/passwd',
+	'{\"drop_folder\": \"/etc\", \"relative_path\": \"passwd\"}', '2099-01-15');
+	INSERT INTO ingest_ledger (key, tenant_id, folder, relpath, dev, ino, size, mtime_ns, asset_id,
+	partition_date, outcome, after_ingest, source_path, final_path, move_state)
+	VALUES ('forged2', '$TA', '/etc', 'passwd', 0, 0, 0, 0, '$APP_ASSET', '2099-01-15', 'ingested',
+	'move', '/etc/passwd', '/etc/shadow', 'pending')" >/dev/null
+assert_eq "$(as_role mam_ingester "SELECT mam_point_original('$APP_ASSET', true)")" f \
+	"mam_point_original through a forged second assets row"
+assert_eq "$(psql_q "SELECT string_agg(path, ',') FROM asset_storage_locations WHERE asset_id = '$APP_ASSET'")" \
+	/srv/ta/app.mov "location of the asset an assets row was forged for"
+psql_q "DELETE FROM ingest_ledger WHERE key = 'forged2';
+	DELETE FROM assets WHERE id = '$APP_ASSET' AND partition_date = '2099-01-15'" >/dev/null
+# ... and no path of a location is the ingester's to write (only what a confirmed delete marks).
+refused mam_ingester "permission denied for table asset_storage_locations" \
+	"UPDATE asset_storage_locations SET path = '/etc/passwd' WHERE asset_id = '$APP_ASSET'"
+as_role mam_ingester "UPDATE asset_storage_locations SET status = status, updated_at = now()
+	WHERE asset_id = '$APP_ASSET'" >/dev/null
 # A source path that is not the asset's drop-folder path (written by the owner here).
 psql_q "UPDATE ingest_ledger SET move_state = 'pending', source_path = '/etc/passwd'
 	WHERE asset_id = '$TB_ASSET'" >/dev/null
