@@ -66,7 +66,7 @@ struct job {
 	char *input_path;    /* ingest_jobs.input_path (may be NULL) */
 	char *original_path; /* the asset's original location (may be NULL) */
 	char *exact_path;    /* exact bytes of a non-UTF-8 original path (may be NULL) */
-	char *exact_source;  /* same for its drop-folder path while its move is pending */
+	char *exact_source;  /* its drop-folder path (exact bytes) while its move is pending */
 	char asset_id[40];   /* "" when the job has no asset */
 	char *tenant;	     /* tenant code, for derivative paths */
 	char yyyymm[8];	     /* "YYYY/MM" */

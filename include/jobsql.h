@@ -26,8 +26,8 @@ enum {
 	CLAIM_ORIGINAL_PATH, /* the asset's primary original location, may be NULL */
 	CLAIM_PATH_HEX,	     /* the original's exact path bytes in hex when they are not
 				UTF-8 (the ingest ledger's), else NULL */
-	CLAIM_SOURCE_HEX,    /* the same for its drop-folder path while its move is
-				pending (the file is still there), else NULL */
+	CLAIM_SOURCE_HEX,    /* while its move is pending (the file is still in the drop
+				folder), the exact bytes of that path in hex, else NULL */
 	CLAIM_NCOLS
 };
 

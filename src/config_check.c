@@ -25,7 +25,10 @@ bool config_msg_is_warning(const char *file, const char *msg)
 
 	if (strncmp(msg, file, n) != 0)
 		return false;
-	for (i = 0; i < 2; i++) { /* ":LINE" then ":COL" */
+	/* "FILE: warning: ..." (no position), else "FILE:LINE:COL: warning: ..." */
+	if (strncmp(p, ": " WARNING_TAG, 2 + strlen(WARNING_TAG)) == 0)
+		return true;
+	for (i = 0; i < 2; i++) {
 		if (*p++ != ':' || *p < '0' || *p > '9')
 			return false;
 		while (*p >= '0' && *p <= '9')

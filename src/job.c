@@ -354,15 +354,16 @@ static void on_probe_flat(struct jobrun *r, void *arg)
 /* ---- start, stop ---- */
 
 /*
- * The input: the exact bytes of a non-UTF-8 name when the ledger has them
- * (input_path then only holds a display form), at the destination, else in
- * the drop folder while the move is pending (a move that keeps failing),
- * else input_path, else the asset's original location (it may have moved
- * since the job was queued, or point at the drop folder: sql/008).
+ * The input: while the ledger says the move is pending, the file in the drop
+ * folder, first (a move that keeps failing may fail because another file is
+ * at the destination); then the exact bytes of a non-UTF-8 name at the
+ * destination (input_path then only holds a display form), else input_path,
+ * else the asset's original location (it may have moved since the job was
+ * queued, or point at the drop folder: sql/008).
  */
 static int resolve_input(struct job *job)
 {
-	const char *cand[] = {job->exact_path, job->exact_source, job->input_path,
+	const char *cand[] = {job->exact_source, job->exact_path, job->input_path,
 			      job->original_path};
 	struct stat st;
 	int err = ENOENT;

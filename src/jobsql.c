@@ -33,9 +33,9 @@ static const char claim_sql[] =
 	" AND l.purpose = 'original' ORDER BY l.is_primary DESC, l.created_at LIMIT 1),"
 	" (SELECT encode(g.final_path_bytes, 'hex') FROM ingest_ledger g"
 	" WHERE g.asset_id = j.asset_id AND g.final_path_bytes IS NOT NULL LIMIT 1),"
-	" (SELECT encode(g.source_path_bytes, 'hex') FROM ingest_ledger g"
-	" WHERE g.asset_id = j.asset_id AND g.move_state = 'pending'"
-	" AND g.source_path_bytes IS NOT NULL LIMIT 1)";
+	" (SELECT encode(coalesce(g.source_path_bytes, convert_to(g.source_path, 'UTF8')), 'hex')"
+	" FROM ingest_ledger g WHERE g.asset_id = j.asset_id AND g.move_state = 'pending'"
+	" AND g.source_path IS NOT NULL LIMIT 1)";
 
 const char *jobsql_claim_text(void)
 {

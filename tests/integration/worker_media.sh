@@ -72,10 +72,10 @@ psql_q "INSERT INTO ingest_ledger (key, tenant_id, folder, relpath, dev, ino, si
 	VALUES ('odd', '$TEN', '$M', 'odd\\xff.wav', 0, 0, 0, 0, '$U', 'ingested', '$M/odd\\xff.wav',
 	decode('$(printf '%s' "$ODD" | od -An -tx1 | tr -d ' \n')', 'hex'))" >/dev/null
 
-# The same while its after_ingest move keeps failing: the destination (and
-# the exact bytes the ledger has for it) does not exist, the file is still in
-# the drop folder under its exact bytes (source_path_bytes, move pending), and
-# the location holds the display form (sql/008).
+# The same while its after_ingest move keeps failing, because another file
+# (a video) is at the destination: the file is still in the drop folder under
+# its exact bytes (source_path_bytes, move pending), the location holds the
+# display form (sql/008), and the worker must read the drop folder's file.
 ODD2="$M/odd2"$'\xfe'".wav"
 cp "$M/mono.wav" "$ODD2"
 U2=$(add_asset "$TEN" 'odd2\xfe.wav' audio "$M/odd2\\xfe.wav" metadata)
@@ -86,6 +86,8 @@ psql_q "INSERT INTO ingest_ledger (key, tenant_id, folder, relpath, dev, ino, si
 	VALUES ('odd2', '$TEN', '$M', 'odd2\\xfe.wav', 0, 0, 0, 0, '$U2', 'ingested', 'move', 'pending',
 	'$M/odd2\\xfe.wav', decode('$(hexof "$ODD2")', 'hex'), '$T/lib/odd2\\xfe.wav',
 	decode('$(hexof "$T/lib/odd2"$'\xfe'".wav")', 'hex'))" >/dev/null
+mkdir -p "$T/lib"
+cp "$M/clip one.mp4" "$T/lib/odd2"$'\xfe'".wav"
 
 MAM_WORKER_RETRY_BASE_MS=300 start_daemon worker -c "$T/cfg.yaml"
 W=$DAEMON_PID
@@ -148,6 +150,7 @@ assert_eq "$(md "$A" "coalesce(width::text, 'none')")" none "audio has no width"
 
 assert_eq "$(md "$U" audio_channels)" 1 "metadata of a file with a non-UTF-8 name"
 assert_eq "$(md "$U2" audio_channels)" 1 "metadata of a non-UTF-8 name whose move is pending"
+assert_eq "$(md "$U2" "coalesce(width::text, 'none')")" none "... read from the drop folder, not the video at the destination"
 
 # --- derivatives: where the location says, with its size and checksum, readable
 # deriv PARENT KIND: path of the one derivative, after checking its rows and file.
