@@ -491,6 +491,10 @@ static void test_small_read_size_warns(void **state)
 				       "65536 bytes in one buffer)");
 	assert_true(config_msg_is_warning("NAME", e.msgs[0]));
 	assert_false(config_msg_is_warning("OTHER", e.msgs[0]));
+	/* Without a position (none is produced today, but the form is the loader's). */
+	assert_true(config_msg_is_warning("NAME", "NAME: warning: whole file"));
+	assert_false(config_msg_is_warning("NAME", "NAME: cannot read: warning: x"));
+	assert_false(config_msg_is_warning("NAME", "NAME:2: warning: no column"));
 	config_free(cfg);
 	config_errors_free(&e);
 	/* An error whose key holds the words is still an error. */
