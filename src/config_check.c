@@ -39,11 +39,13 @@ bool config_msg_is_warning(const char *file, const char *msg)
 
 /* One message (warnings start WARNING_TAG) at its place in the file. */
 static void add_msg(struct ctx *c, int line, int col, const char *key, const char *kind,
-		    const char *reason)
+		    const char *fmt, va_list ap)
 {
-	char *msg = NULL, **msgs;
+	char reason[1024], *msg = NULL, **msgs;
 	long *pos;
 	int rc;
+
+	vsnprintf(reason, sizeof reason, fmt, ap);
 
 	if (line <= 0)
 		rc = asprintf(&msg, "%s: %s%s", c->file, kind, reason);
@@ -76,25 +78,21 @@ static void add_msg(struct ctx *c, int line, int col, const char *key, const cha
 
 void config_err_at(struct ctx *c, int line, int col, const char *key, const char *fmt, ...)
 {
-	char reason[1024];
 	va_list ap;
 
 	c->nerr++;
 	va_start(ap, fmt);
-	vsnprintf(reason, sizeof reason, fmt, ap);
+	add_msg(c, line, col, key, "", fmt, ap);
 	va_end(ap);
-	add_msg(c, line, col, key, "", reason);
 }
 
 void config_warn_at(struct ctx *c, int line, int col, const char *key, const char *fmt, ...)
 {
-	char reason[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(reason, sizeof reason, fmt, ap);
+	add_msg(c, line, col, key, WARNING_TAG, fmt, ap);
 	va_end(ap);
-	add_msg(c, line, col, key, WARNING_TAG, reason);
 }
 
 /* Report errors in file order, whichever check found them (stable insertion sort). */
