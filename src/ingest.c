@@ -7,6 +7,8 @@
  * Each finished file becomes a struct infile whose life is the explicit state
  * machine below; every transition goes through infile_set_state(), which logs
  * it. Stages never call each other: they report here through their callbacks.
+ * What follows a committed record (the after_ingest action, the quarantine,
+ * their retries) is ingest_post.c.
  *
  * Error policy (see docs/errors.md): start-up errors are fatal with a clear
  * message; a per-file error fails that file with a reason (quarantine, or a
@@ -18,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,33 +57,33 @@ static void infile_free(struct infile *f)
  * there, and the ledger makes the second pass idempotent, so the old
  * generation's verdicts are simply not passed on.
  */
-static bool file_current(const struct infile *f)
+bool infile_current(const struct infile *f)
 {
 	return f->gen == f->ing->gen && f->ing->watcher;
 }
 
-static void file_done(struct infile *f)
+void infile_done(struct infile *f)
 {
-	if (file_current(f))
+	if (infile_current(f))
 		watcher_file_done(f->ing->watcher, f->folder, f->relpath);
 }
 
-static void file_retry(struct infile *f)
+static void infile_retry(struct infile *f)
 {
-	if (file_current(f))
+	if (infile_current(f))
 		watcher_file_retry(f->ing->watcher, f->folder, f->relpath);
 }
 
-static void file_forget(struct infile *f)
+void infile_forget(struct infile *f)
 {
-	if (file_current(f))
+	if (infile_current(f))
 		watcher_file_forget(f->ing->watcher, f->folder, f->relpath);
 }
 
 static const char *const state_names[] = {"lookup",  "hashing", "recording",
 					  "posting", "held",	"done"};
 
-static void infile_set_state(struct infile *f, enum infile_state st)
+void infile_set_state(struct infile *f, enum infile_state st)
 {
 	char esc[LOG_ESC_MAX];
 
@@ -132,154 +133,6 @@ static void uuid_v4(char out[37])
 
 static void start_lookup(struct infile *f);
 
-/* ---- post-ingest actions ------------------------------------------------ */
-
-/*
- * The after_ingest action or the quarantine failed (its target full or
- * unmounted, say). The asset, or the ledger's duplicate row, is committed and
- * the file is left where it is, so nothing is lost; the daemon tries again by
- * itself, POST_RETRY_MIN_MS later and doubling up to POST_RETRY_MAX_MS (+-10%,
- * so files that failed together do not retry in step): the watcher settles
- * the file again and the ledger lookup finds the action still pending. A file
- * changed since is a new version, already settling on its own (a copy that
- * saw it change fails its checksum). A `scan` leaves it for its next run, as
- * does a file the watcher cannot retry.
- */
-static void post_failed(struct infile *f, const char *what, const char *error)
-{
-	const char *code = f->folder->tenant->code;
-	unsigned attempt = 0;
-	char esc[LOG_ESC_MAX];
-	int delay = 0;
-
-	if (file_current(f))
-		delay = watcher_file_backoff(f->ing->watcher, f->folder, f->relpath, &f->id,
-					     POST_RETRY_MIN_MS, POST_RETRY_MAX_MS, &attempt);
-	log_escape(f->relpath, esc, sizeof esc);
-	if (delay == -ESTALE) {
-		log_warnx("ingest", "%s \"%s\": %s, and the file has changed since: %s", code, esc,
-			  what, error);
-	} else if (delay > 0 && attempt <= 1) {
-		log_error("ingest", "%s \"%s\": %s, retrying in %d s: %s", code, esc, what,
-			  (delay + 500) / 1000, error);
-	} else if (delay > 0) {
-		/* Said at error level once; the operator knows by now. */
-		log_warnx("ingest", "%s \"%s\": %s (attempt %u), retrying in %d s: %s", code, esc,
-			  what, attempt, (delay + 500) / 1000, error);
-	} else {
-		log_error("ingest", "%s \"%s\": %s, will retry at the next start or scan: %s", code,
-			  esc, what, error);
-		file_done(f);
-	}
-	infile_set_state(f, IF_DONE);
-}
-
-static void quarantine_cb(const struct post_result *res, void *arg)
-{
-	struct infile *f = arg;
-	char esc[LOG_ESC_MAX];
-
-	if (res->status == 0) {
-		f->stats->quarantined++;
-		log_warnx("ingest", "%s \"%s\": quarantined to \"%s\"%s%s", f->folder->tenant->code,
-			  log_escape(f->relpath, esc, sizeof esc), res->final_path,
-			  res->warning[0] ? ", without its reason file: " : "", res->warning);
-		file_forget(f);
-		infile_set_state(f, IF_DONE);
-		return;
-	}
-	post_failed(f, "could not quarantine", res->error);
-}
-
-/* Move the file to the folder's quarantine with a reason; reason is plain text. */
-static void quarantine(struct infile *f, const char *reason)
-{
-	char json[2048], esc[LOG_ESC_MAX], rel[LOG_ESC_MAX], when[32];
-	time_t now = time(NULL);
-	struct tm tm;
-
-	gmtime_r(&now, &tm);
-	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	/* log_escape leaves only JSON-safe bytes (quotes and backslashes escaped). */
-	snprintf(json, sizeof json,
-		 "{\"tenant\":\"%s\",\"drop_folder\":\"%s\",\"relative_path\":\"%s\","
-		 "\"reason\":\"%s\",\"sha256\":\"%s\",\"at\":\"%s\"}\n",
-		 f->folder->tenant->code, f->folder->path, log_escape(f->relpath, rel, sizeof rel),
-		 log_escape(reason, esc, sizeof esc), f->sha256, when);
-	infile_set_state(f, IF_POSTING);
-	if (post_submit(&f->ing->loop, POST_QUARANTINE, f->abspath, f->folder->quarantine_to, NULL,
-			json, quarantine_cb, f) != 0) {
-		log_error("ingest", "could not start quarantine of \"%s\"",
-			  log_escape(f->relpath, esc, sizeof esc));
-		file_done(f);
-		infile_set_state(f, IF_DONE);
-	}
-}
-
-static void confirm_cb(const struct catalog_result *r, void *arg)
-{
-	struct ingest *ing = arg;
-
-	if (r->outcome == CAT_FAILED)
-		log_warnx("ingest", "could not confirm after_ingest action: %s", r->error);
-	ing->n_confirms--;
-	ingest_maybe_finish(ing);
-}
-
-void ingest_confirm_move(struct ingest *ing, const char *asset_id)
-{
-	if (catalog_confirm_move(ing->catalog, asset_id, confirm_cb, ing) != 0)
-		log_warnx("ingest", "could not queue move confirmation for asset %s", asset_id);
-	else
-		ing->n_confirms++;
-}
-
-static void unmoved_cb(const struct catalog_result *r, void *arg)
-{
-	struct ingest *ing = arg;
-
-	if (r->outcome == CAT_FAILED)
-		log_warnx("ingest", "asset %s: could not point its location at the drop folder: %s",
-			  r->asset_id, r->error);
-	ing->n_confirms--;
-	ingest_maybe_finish(ing);
-}
-
-static void on_post_done(const struct post_result *res, void *arg)
-{
-	struct infile *f = arg;
-
-	if (res->status != 0) {
-		/* The asset is committed and its move stays pending in the ledger.
-		 * Until a retry moves the file, the catalogue names where it is:
-		 * the drop folder, unless the whole copy reached the destination
-		 * (final_path set) and only removing the source failed. */
-		if (f->folder->after == AFTER_MOVE && !res->final_path[0] &&
-		    catalog_move_failed(f->ing->catalog, f->asset_id, unmoved_cb, f->ing) == 0)
-			f->ing->n_confirms++;
-		post_failed(f, "after_ingest failed", res->error);
-		return;
-	}
-	ingest_confirm_move(f->ing, f->asset_id);
-	file_forget(f);
-	infile_set_state(f, IF_DONE);
-}
-
-static void start_post(struct infile *f)
-{
-	enum post_action act = f->folder->after == AFTER_DELETE ? POST_DELETE : POST_MOVE;
-	char esc[LOG_ESC_MAX];
-
-	infile_set_state(f, IF_POSTING);
-	if (post_submit(&f->ing->loop, act, f->abspath, act == POST_MOVE ? f->final_path : NULL,
-			f->sha256[0] ? f->sha256 : NULL, NULL, on_post_done, f) != 0) {
-		log_error("ingest", "could not start after_ingest for \"%s\"",
-			  log_escape(f->relpath, esc, sizeof esc));
-		file_done(f);
-		infile_set_state(f, IF_DONE);
-	}
-}
-
 /* ---- catalogue ------------------------------------------------------------ */
 
 static void record_cb(const struct catalog_result *r, void *arg)
@@ -327,23 +180,23 @@ static void record_cb(const struct catalog_result *r, void *arg)
 		}
 		if (f->folder->after != AFTER_LEAVE &&
 		    (r->outcome == CAT_INGESTED || r->move_pending)) {
-			start_post(f);
+			ingest_start_post(f);
 			return;
 		}
-		file_done(f);
+		infile_done(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	case CAT_DUP_SKIPPED:
 		f->stats->duplicates++;
 		log_info("ingest", "%s \"%s\": duplicate of asset %s, skipped",
 			 f->folder->tenant->code, esc, r->duplicate_of);
-		file_done(f);
+		infile_done(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	case CAT_DUP_QUARANTINE:
 		f->stats->duplicates++;
 		snprintf(reason, sizeof reason, "duplicate of asset %s", r->duplicate_of);
-		quarantine(f, reason);
+		ingest_quarantine(f, reason);
 		return;
 	case CAT_OVER_QUOTA:
 		if (f->state != IF_HELD)
@@ -358,7 +211,7 @@ static void record_cb(const struct catalog_result *r, void *arg)
 			 f->folder->tenant->code, esc);
 		if (ing->watcher)
 			watcher_set_tenant_active(ing->watcher, f->folder->tenant->code, false);
-		file_forget(f);
+		infile_forget(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	case CAT_FAILED:
@@ -370,7 +223,7 @@ static void record_cb(const struct catalog_result *r, void *arg)
 			  r->error);
 		if (f->attempts >= MAX_CATALOG_ATTEMPTS) {
 			snprintf(reason, sizeof reason, "could not be catalogued: %s", r->error);
-			quarantine(f, reason);
+			ingest_quarantine(f, reason);
 		} else {
 			infile_set_state(f, IF_HELD);
 		}
@@ -398,7 +251,7 @@ static void start_record(struct infile *f)
 	if (rc != 0) {
 		/* -EAGAIN: too many files held while the database is away. Let the
 		 * watcher settle it again later; it is still on disk. */
-		file_retry(f);
+		infile_retry(f);
 		infile_set_state(f, IF_DONE);
 	}
 }
@@ -440,21 +293,21 @@ static void hash_cb(const struct hash_result *res, void *arg)
 	if (res->status == -ESTALE) {
 		log_info("ingest", "%s \"%s\": changed while hashed; settling again",
 			 f->folder->tenant->code, esc);
-		file_retry(f);
+		infile_retry(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	}
 	if (res->status == -ENOENT) {
 		log_info("ingest", "%s \"%s\": vanished before it was catalogued",
 			 f->folder->tenant->code, esc);
-		file_forget(f);
+		infile_forget(f);
 		infile_set_state(f, IF_DONE);
 		return;
 	}
 	if (res->status != 0) {
 		log_error("ingest", "%s \"%s\": %s", f->folder->tenant->code, esc, res->error);
 		snprintf(reason, sizeof reason, "%s", res->error);
-		quarantine(f, reason);
+		ingest_quarantine(f, reason);
 		return;
 	}
 	ing->n_hashed++;
@@ -468,7 +321,7 @@ static void hash_cb(const struct hash_result *res, void *arg)
 	if (compute_final_path(f) != 0) {
 		snprintf(reason, sizeof reason, "move_template \"%s\" cannot be applied",
 			 f->folder->move_template);
-		quarantine(f, reason);
+		ingest_quarantine(f, reason);
 		return;
 	}
 	start_record(f);
@@ -482,7 +335,7 @@ static void start_hash(struct infile *f)
 	if (hasher_submit(f->ing->hasher, f->folder->path, f->relpath, &f->id, hash_cb, f) != 0) {
 		log_error("ingest", "could not queue \"%s\" for hashing",
 			  log_escape(f->relpath, esc, sizeof esc));
-		file_retry(f);
+		infile_retry(f);
 		infile_set_state(f, IF_DONE);
 	}
 }
@@ -500,7 +353,7 @@ static bool tenant_went_inactive(struct infile *f)
 		return false;
 	log_info("ingest", "%s \"%s\": tenant is inactive; not read", f->folder->tenant->code,
 		 log_escape(f->relpath, esc, sizeof esc));
-	file_forget(f);
+	infile_forget(f);
 	infile_set_state(f, IF_DONE);
 	return true;
 }
@@ -525,7 +378,7 @@ static void lookup_cb(bool known, const struct catalog_result *r, void *arg)
 
 		memcpy(f->sha256, r->sha256, sizeof f->sha256);
 		snprintf(reason, sizeof reason, "duplicate of asset %s", r->duplicate_of);
-		quarantine(f, reason);
+		ingest_quarantine(f, reason);
 		return;
 	}
 	/* The ledger already holds this exact file: no rehash. */
@@ -536,13 +389,13 @@ static void lookup_cb(bool known, const struct catalog_result *r, void *arg)
 		if (f->final_path) {
 			/* The checksum verifies a cross-device copy. */
 			memcpy(f->sha256, r->sha256, sizeof f->sha256);
-			start_post(f);
+			ingest_start_post(f);
 			return;
 		}
 	}
 	f->ing->n_already++;
 	f->stats->already++;
-	file_done(f);
+	infile_done(f);
 	infile_set_state(f, IF_DONE);
 }
 

@@ -126,7 +126,7 @@ struct ingest {
 
 #define MAX_CATALOG_ATTEMPTS 3
 /* A failed after_ingest action or quarantine is tried again this long after,
- * doubling per failure up to the maximum (ingest.c post_failed). */
+ * doubling per failure up to the maximum (ingest_post.c post_failed). */
 #define POST_RETRY_MIN_MS 10000
 #define POST_RETRY_MAX_MS (10 * 60 * 1000)
 #define STOP_GRACE_MS	  15000
@@ -135,7 +135,19 @@ struct ingest {
 void ingest_watcher_event(struct watcher *w, enum watcher_event ev, const struct watch_file *wf,
 			  void *arg);
 void ingest_retry_held(struct ingest *ing);
+/* Every state change of a file (logged; IF_DONE frees it). */
+void infile_set_state(struct infile *f, enum infile_state st);
+/* Still of the current watcher generation (not from before a reload)? */
+bool infile_current(const struct infile *f);
+/* Tell the current watcher: done with this version / forget the path. */
+void infile_done(struct infile *f);
+void infile_forget(struct infile *f);
+/* ingest_post.c: the after_ingest action and the quarantine. */
+void ingest_start_post(struct infile *f);
+/* Move the file to the folder's quarantine with a reason; reason is plain text. */
+void ingest_quarantine(struct infile *f, const char *reason);
 void ingest_confirm_move(struct ingest *ing, const char *asset_id);
+/* ingest.c */
 struct folder_stats *ingest_folder_stats(struct ingest *ing, const struct folder_cfg *folder);
 void ingest_free_files(struct ingest *ing);
 /* uv_check callback: send catalogue requests that nothing will join soon. */
