@@ -22,10 +22,13 @@ chmod 644 "$T/cfg.yaml"
 scan() { "$MAM_BIN" scan --dry-run -c "$T/cfg.yaml" >"$T/out" 2>"$T/err"; }
 # line KIND NAME: the 4th field of the KIND line for NAME ("" when absent).
 line() { awk -F'\t' -v k="$1" -v n="$2" '$1 == k && $3 == n { print $4 }' "$T/out"; }
-# held.mov was written a few ms after old.mov: a scan can land between the
-# two reaching settle_ms, so wait until neither is "modified N ms ago".
+# The files are written a few ms apart (held.mov and ready.mov after
+# old.mov): a scan can land between them reaching settle_ms, so wait until
+# every one of them is past it (ready.mov, written last of those that
+# settle, then finished; held.mov no longer "modified N ms ago").
 old_enough() {
-	scan && [ -n "$(line finished old.mov)" ] && [[ "$(line settling held.mov)" != modified* ]]
+	scan && [ -n "$(line finished old.mov)" ] && [ -n "$(line finished sub/old2.mov)" ] &&
+		[ -n "$(line finished ready.mov)" ] && [[ "$(line settling held.mov)" != modified* ]]
 }
 
 echo old >"$A/old.mov"
@@ -40,7 +43,7 @@ echo v >"$C/ready.mov"
 echo >"$C/ready.mov.done"
 
 # Files become finished once settle_ms has passed since they changed.
-wait_for 30 "old.mov listed as finished, held.mov past settle_ms" old_enough
+wait_for 30 "old.mov, sub/old2.mov and ready.mov finished, held.mov past settle_ms" old_enough
 exec 3>&-
 cat "$T/out" >&2
 
